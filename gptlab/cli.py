@@ -1,0 +1,251 @@
+"""The `gptlab` command: parses arguments and calls the library; no logic lives here.
+
+    gptlab --help            lists the commands
+    gptlab demo              trains a tiny model on the shipped corpus, evaluates it, writes the report
+
+Every command imports its library module lazily so that `--help` stays instant (torch is slow to import).
+A `GptlabError` raised anywhere becomes one line on stderr and exit status 2; set GPTLAB_DEBUG=1 to see
+the traceback of an unexpected error instead of its one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gptlab import __version__
+from gptlab.errors import GptlabError
+
+COMMANDS = {}  # name -> (help, add_arguments(parser), run(args) -> int | None)
+
+
+def command(name, help):
+    """Register `add_arguments` under `name`; its `.run` attribute is set by `@runs(name)`."""
+    def wrap(add_arguments):
+        COMMANDS[name] = [help, add_arguments, None]
+        return add_arguments
+    return wrap
+
+
+def runs(name):
+    def wrap(fn):
+        COMMANDS[name][2] = fn
+        return fn
+    return wrap
+
+
+# ---------------------------------------------------------------- train / tokenizer / demo
+
+
+@command("train", "train a GPT from a TOML config (checkpoints, per-domain val bpb, resume, DDP)")
+def _train_args(p):
+    p.add_argument("config", help="training config TOML, or a preset name (see configs/)")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=200 (repeatable)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+
+
+@runs("train")
+def _train(args):
+    from gptlab.train import train_from_cli
+    train_from_cli(args.config, out=args.out, resume=args.resume, overrides=args.set, device=args.device)
+
+
+@command("tokenizer", "train a byte-level BPE tokenizer on the corpora of a config")
+def _tokenizer_args(p):
+    sub = p.add_subparsers(dest="action", required=True)
+    t = sub.add_parser("train", help="train and save tokenizer.json")
+    t.add_argument("config", help="training config TOML (its [data] sources are the training text)")
+    t.add_argument("--vocab-size", type=int, help="vocabulary size incl. specials (default: the config's)")
+    t.add_argument("--out", required=True, help="output folder (tokenizer.json is written there)")
+    t.add_argument("--max-chars", type=int, default=50_000_000, help="characters of text to train on")
+
+
+@runs("tokenizer")
+def _tokenizer(args):
+    from gptlab.tokenizer import train_tokenizer_from_config
+    path = train_tokenizer_from_config(args.config, args.out, vocab_size=args.vocab_size,
+                                       max_chars=args.max_chars)
+    print(f"wrote {path}")
+
+
+@command("demo", "train a tiny model on the shipped corpus, evaluate its checkpoints, write the report")
+def _demo_args(p):
+    p.add_argument("--out", default="demo_run", help="folder for the run, the store and the report")
+    p.add_argument("--fresh", action="store_true", help="delete a previous demo run in --out first")
+
+
+@runs("demo")
+def _demo(args):
+    from gptlab.demo import run_demo
+    run_demo(args.out, fresh=args.fresh)
+
+
+# ---------------------------------------------------------------- (other commands register below)
+@command("report", "write report.md and a self-contained index.html from stored results (never runs a model)")
+def _report_args(p):
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a run directory (all its checkpoints), checkpoint(s), or a run name in the store")
+    p.add_argument("--out", help="output folder (default: PATH/report for a run directory, else ./report)")
+    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+
+
+@runs("report")
+def _report(args):
+    from pathlib import Path
+
+    from gptlab.report import write_report
+    from gptlab.store import Store
+    if not Path(args.db).is_file():
+        raise GptlabError(f"{args.db}: no results store here; evaluate first: gptlab eval PATH --db {args.db}")
+    first = Path(args.paths[0])
+    out = args.out or (first / "report" if len(args.paths) == 1 and first.is_dir() else Path("report"))
+    store = Store(args.db)
+    try:
+        paths = write_report(store, args.paths, out)
+    finally:
+        store.close()
+    print(f"wrote {paths['markdown']} and {paths['html']}\nopen file://{paths['html'].resolve()}")
+
+
+@command("watch", "follow a training run: evaluate each new checkpoint, refresh the report (Ctrl-C stops)")
+def _watch_args(p):
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the training run directory to follow")
+    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between looks (default: 10)")
+
+
+@runs("watch")
+def _watch(args):
+    from gptlab.report.watch import watch
+    return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval)
+
+
+def _numbers(text: str, kind, flag: str) -> tuple:
+    """'80,200' -> (80, 200); a one-line error naming the flag otherwise."""
+    try:
+        return tuple(kind(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise GptlabError(f"{flag} {text!r}: expected comma-separated {'integers' if kind is int else 'numbers'}") \
+            from None
+
+
+@command("eval", "evaluate checkpoints: per-domain bpb and probe samples + findings, cached in the store")
+def _eval_args(p):
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="checkpoint file, checkpoint folder, or run directory (all its steps), any format")
+    p.add_argument("--suite", default="default", help="probe suite: 'default' or a TOML file (see gptlab probes)")
+    p.add_argument("--temperature", default="0.8", help="sampling temperature(s), comma-separated; 0 is greedy")
+    p.add_argument("--max-tokens", default="80,200", help="sample lengths, comma-separated; one generation "
+                   "serves all (the shorter samples are prefixes of the longest)")
+    p.add_argument("--samples", type=int, default=8, help="samples per probe and temperature (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="job seed; sample i of a probe always gets the same text")
+    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set with this probability")
+    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--bpb", action="append", default=[], metavar="NAME=FILE",
+                   help="score bpb on this domain instead of the defaults (.txt: one document, .jsonl: one per "
+                        "line in 'text'); repeatable")
+    p.add_argument("--no-probes", action="store_true", help="bpb only: no sampling, no diagnosis")
+    p.add_argument("--no-bpb", action="store_true", help="probes only")
+    p.add_argument("--no-diagnose", action="store_true", help="store samples without running the detectors")
+    p.add_argument("--no-exec", action="store_true", help="diagnose without executing probe tests")
+    p.add_argument("--unsafe-exec", action="store_true",
+                   help="run probe tests without the sandbox's isolation (see gptlab/evaluate/sandbox.py)")
+    p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU, 256 on GPU)")
+
+
+@runs("eval")
+def _eval(args):
+    import json
+
+    from gptlab.evaluate.run import evaluate
+    on_bpb = (lambda row: print(json.dumps(row), flush=True)) if args.json else None
+    evaluate(args.paths, db=args.db, suite=args.suite, temperatures=_numbers(args.temperature, float, "--temperature"),
+             max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
+             bpb_files=args.bpb or None, device=args.device, probes=not args.no_probes, bpb=not args.no_bpb,
+             diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
+             top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, on_bpb=on_bpb)
+
+
+@command("sample", "stream a completion of a prompt from each checkpoint (quick looks; nothing is stored)")
+def _sample_args(p):
+    p.add_argument("path", metavar="PATH", help="checkpoint file, checkpoint folder, or run directory")
+    p.add_argument("prompt", help="the text to continue")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    p.add_argument("--max-tokens", type=int, default=200, help="tokens to generate (default 200)")
+    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set with this probability")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same text (default 0)")
+    p.add_argument("--last", action="store_true", help="only the newest checkpoint of a run")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+
+
+@runs("sample")
+def _sample(args):
+    from gptlab.sample import sample_paths
+    sample_paths(args.path, args.prompt, temperature=args.temperature, max_tokens=args.max_tokens, top_k=args.top_k,
+                 top_p=args.top_p, seed=args.seed, device=args.device, last=args.last)
+
+
+@command("probes", "list a probe suite (validates it: unknown keys and bad tests are errors)")
+def _probes_args(p):
+    p.add_argument("suite", nargs="?", default="default", metavar="SUITE", help="'default' or a suite TOML file")
+    p.add_argument("--full", action="store_true", help="print every field of every probe")
+
+
+@runs("probes")
+def _probes(args):
+    from gptlab.evaluate.probes import describe, load_suite
+    print(describe(load_suite(args.suite), full=args.full))
+
+
+# @@COMMANDS@@
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gptlab",
+        description="Train small GPTs, evaluate every checkpoint (bits-per-byte per domain, probe "
+                    "samples), diagnose named failure modes, and write a report with the numbers.",
+        epilog="Start with `gptlab demo`. Each command has its own --help.")
+    parser.add_argument("--version", action="version", version=f"gptlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        status = COMMANDS[args.command][2](args)
+        return int(status or 0)
+    except GptlabError as e:
+        print(f"gptlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gptlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("GPTLAB_DEBUG"):
+            raise
+        print(f"gptlab: error: unexpected {type(e).__name__}: {e} (set GPTLAB_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

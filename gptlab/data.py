@@ -1,0 +1,187 @@
+"""Domain-tagged corpora: read documents (txt, jsonl, parquet), tokenize once, and serve packed batches.
+
+    gptlab train demo          (tokenizes the demo corpus into RUN_DIR/tokens/, then samples batches)
+
+Sources: `.txt` is one document; `.jsonl` is one document per line in its `text` field; `.parquet` is one
+document per row of its `text` column (FineWeb-style shards). Each domain's documents are tokenized into one
+stream, `<|bos|>` before every document, cached as RUN_DIR/tokens/<domain>.<split>.npy.
+
+Batches are a pure function of (seed, step): the global batch of step s is drawn by an RNG seeded with
+(seed, s) — for each row a domain by mixture weight, then a random window of sequence_len + 1 tokens of that
+domain's stream. Rank r of a W-process run takes rows r, r+W, ...; so resuming, or changing the number of
+processes at the same total batch, sees exactly the same data, and the loader's state is just the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from gptlab.errors import GptlabError
+
+
+def iter_documents(path: str | Path) -> Iterator[str]:
+    """Yield the documents of one source file; bad files raise GptlabError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise GptlabError(f"{path}: corpus file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _parquet_documents(path)
+        return
+    if suffix not in (".txt", ".jsonl", ".md", ".text"):
+        raise GptlabError(f"{path}: unknown corpus format '{suffix}' (use .txt, .jsonl or .parquet)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise GptlabError(f"{path}: undecodable bytes (not UTF-8) at line {line}, byte {e.start}") from None
+    if suffix != ".jsonl":
+        if text.strip():
+            yield text
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise GptlabError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise GptlabError(f"{path}:{n}: expected an object with a string 'text' field")
+        if obj["text"]:
+            yield obj["text"]
+
+
+def _parquet_documents(path: Path) -> Iterator[str]:
+    import pyarrow.parquet as pq
+    try:
+        f = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid and friends
+        raise GptlabError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from None
+    if "text" not in f.schema_arrow.names:
+        raise GptlabError(f"{path}: parquet file has no 'text' column (columns: {', '.join(f.schema_arrow.names)})")
+    for batch in f.iter_batches(columns=["text"], batch_size=1024):
+        for t in batch.column(0).to_pylist():
+            if t:
+                yield t
+
+
+def source_hash(paths: list[str]) -> str:
+    """Content hash of a list of source files: the data identity stored with checkpoints and results."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode())
+        with open(p, "rb") as f:
+            while b := f.read(1 << 22):
+                h.update(b)
+    return h.hexdigest()[:16]
+
+
+def iter_training_text(data_cfg, max_chars: int) -> Iterator[str]:
+    """Documents of every domain's train sources, round-robin across domains, up to max_chars (BPE training)."""
+    iters = [iter(_chain(d.train)) for d in data_cfg.domains if d.train]
+    used = 0
+    while iters and used < max_chars:
+        for it in list(iters):
+            doc = next(it, None)
+            if doc is None:
+                iters.remove(it)
+                continue
+            yield doc
+            used += len(doc)
+
+
+def _chain(paths):
+    for p in paths:
+        yield from iter_documents(p)
+
+
+def tokenize_stream(paths: list[str], tokenizer, where: str) -> np.ndarray:
+    """All documents of `paths` as one id stream with BOS before every document."""
+    docs = list(_chain(paths))
+    if not docs:
+        raise GptlabError(f"{where}: the sources {', '.join(paths)} contain no text")
+    bos = tokenizer.bos_id
+    dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
+    parts = []
+    for i in range(0, len(docs), 256):
+        for ids in tokenizer.encode_batch(docs[i:i + 256]):
+            parts.append(np.asarray(([bos] if bos is not None else []) + ids, dtype=dtype))
+    return np.concatenate(parts)
+
+
+@dataclass
+class DomainData:
+    name: str
+    weight: float
+    train: np.ndarray | None
+    val: np.ndarray | None
+
+
+def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True) -> list[DomainData]:
+    """Tokenize every domain once (cached by source and tokenizer hash) and load the streams."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for d in data_cfg.domains:
+        streams = {}
+        for split, paths in (("train", d.train), ("val", d.val)):
+            if not paths:
+                streams[split] = None
+                continue
+            key = f"{source_hash(paths)}-{tokenizer.identity()}"
+            f = cache_dir / f"{d.name}.{split}.{key}.npy"
+            if not f.exists():
+                arr = tokenize_stream(paths, tokenizer, f"domain '{d.name}' ({split})")
+                if is_writer:
+                    tmp = f.with_suffix(".tmp.npy")
+                    np.save(tmp, arr)
+                    tmp.replace(f)
+                streams[split] = arr
+            else:
+                streams[split] = np.load(f)
+        out.append(DomainData(d.name, d.weight, streams["train"], streams["val"]))
+    return out
+
+
+class BatchSampler:
+    """Deterministic mixture batches: `batch(step, micro)` -> (x, y) int64 arrays (rows, seq_len)."""
+
+    def __init__(self, domains: list[DomainData], seq_len: int, rows_per_micro: int, micro_steps: int,
+                 seed: int, rank: int = 0, world: int = 1):
+        self.domains = [d for d in domains if d.weight > 0 and d.train is not None]
+        for d in self.domains:
+            if len(d.train) < seq_len + 2:
+                raise GptlabError(f"domain '{d.name}': {len(d.train)} training tokens, fewer than one "
+                                  f"sequence of {seq_len + 1}")
+        w = np.array([d.weight for d in self.domains], dtype=np.float64)
+        self.probs = w / w.sum()
+        self.seq_len, self.rows, self.micro_steps = seq_len, rows_per_micro, micro_steps
+        self.seed, self.rank, self.world = seed, rank, world
+
+    def global_rows(self) -> int:
+        return self.rows * self.micro_steps * self.world
+
+    def batch(self, step: int, micro: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.Generator(np.random.PCG64([self.seed, step]))
+        n = self.global_rows()
+        which = rng.choice(len(self.domains), size=n, p=self.probs)
+        u = rng.random(n)
+        # row order within the step: micro-step major, then rank, so each rank gets an interleaved slice
+        start = (micro * self.world + self.rank) * self.rows
+        idx = range(start, start + self.rows)
+        out = np.empty((self.rows, self.seq_len + 1), dtype=np.int64)
+        for j, i in enumerate(idx):
+            stream = self.domains[which[i]].train
+            off = int(u[i] * (len(stream) - self.seq_len - 1))
+            out[j] = stream[off: off + self.seq_len + 1]
+        return out[:, :-1], out[:, 1:]
+
+    def domain_shares(self) -> dict[str, float]:
+        return {d.name: float(p) for d, p in zip(self.domains, self.probs)}

@@ -1,0 +1,260 @@
+"""The training loop: one process, or several through torchrun (PyTorch DDP; rank 0 writes).
+
+    gptlab train demo --out runs/demo                      # CPU, minutes
+    gptlab train d12 --out runs/d12 --resume               # continue from the latest complete checkpoint
+    torchrun --nproc_per_node=8 -m gptlab train d12        # DDP: NCCL on CUDA, gloo on CPU
+
+Each step draws a deterministic global batch (gptlab/data.py), reached by gradient accumulation over
+micro-batches; bf16 autocast on CUDA, fp32 on CPU. Every `log_every` steps a line goes to metrics.jsonl (train
+loss, lr, tokens/s, tokens seen, MFU on CUDA); every `eval_every` steps the training-time val bpb per domain
+(non-overlapping windows of the val stream, special tokens excluded); every `save_every` steps and at the end
+a checkpoint. A non-finite loss stops the run naming the step; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gptlab import __version__
+from gptlab.checkpoints import gptlab_run
+from gptlab.config import Config, load_config
+from gptlab.data import BatchSampler, prepare_domains, source_hash
+from gptlab.distributed import Dist
+from gptlab.errors import GptlabError
+from gptlab.models.gpt import GPT, GPTConfig
+from gptlab.optim import build_optimizers, set_schedule
+from gptlab.progress import TrainProgress
+from gptlab.tokenizer import load_tokenizer, train_bpe
+
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_loss: float
+    val_bpb: float | None
+    checkpoints: list[Path]
+
+
+def train_from_cli(config, out=None, resume=False, overrides=(), device=None) -> TrainResult:
+    cfg = load_config(config, list(overrides))
+    return train(cfg, Path(out or Path("runs") / cfg.name), resume=resume, device=device)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, is_writer: bool) -> None:
+    existing = gptlab_run.list_step_dirs(run_dir / "checkpoints")
+    if existing and not resume:
+        raise GptlabError(f"{run_dir}: already holds {len(existing)} checkpoint(s); pass --resume to continue "
+                          f"it or --out to start a new run")
+    if not is_writer:
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise GptlabError(f"{run_dir}: output folder is not writable ({e.strerror})") from None
+
+
+def get_tokenizer(cfg: Config, run_dir: Path, dist: Dist):
+    """The config's tokenizer, or one trained on the run's corpora into RUN_DIR/tokenizer (rank 0)."""
+    from gptlab.data import iter_training_text
+    path = Path(cfg.tokenizer.path) if cfg.tokenizer.path else run_dir / "tokenizer" / "tokenizer.json"
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        if cfg.tokenizer.path:
+            raise GptlabError(f"{path}: tokenizer not found (tokenizer.path in {cfg.source})")
+        if dist.is_writer:
+            train_bpe(iter_training_text(cfg.data, cfg.tokenizer.train_chars), cfg.model.vocab_size, path.parent)
+        dist.barrier()
+    tok = load_tokenizer(path)
+    if tok.vocab_size > cfg.model.vocab_size:
+        raise GptlabError(f"{path}: tokenizer has {tok.vocab_size} ids but model.vocab_size is "
+                          f"{cfg.model.vocab_size}: the vocabularies do not match")
+    return tok, path
+
+
+@torch.no_grad()
+def evaluate_val(model, domains, token_bytes, seq_len, eval_tokens, rows, device, autocast, dist):
+    """Training-time val bpb per domain: non-overlapping windows, sum NLL / (ln 2 * bytes of targets)."""
+    model.eval()
+    tb = torch.as_tensor(token_bytes, dtype=torch.int64, device=device)
+    out, tot_nll, tot_bytes = {}, 0.0, 0
+    for d in domains:
+        if d.val is None or len(d.val) < seq_len + 1:
+            continue
+        stream = d.val[: eval_tokens + 1] if eval_tokens else d.val
+        n_win = (len(stream) - 1) // seq_len
+        wins = np.lib.stride_tricks.sliding_window_view(stream[: n_win * seq_len + 1], seq_len + 1)[::seq_len]
+        sums = torch.zeros(2, dtype=torch.float64, device=device)
+        for i in range(dist.rank * rows, n_win, rows * dist.world):
+            batch = torch.as_tensor(wins[i:i + rows].astype(np.int64), device=device)
+            x, y = batch[:, :-1], batch[:, 1:]
+            with autocast:
+                logits = model(x)
+            nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
+            nbytes = tb[y.reshape(-1)]
+            sums[0] += (nll * (nbytes > 0)).sum().double()
+            sums[1] += nbytes.sum().double()
+        dist.all_reduce(sums)
+        if sums[1] > 0:
+            out[d.name] = float(sums[0] / (math.log(2) * sums[1]))
+            tot_nll, tot_bytes = tot_nll + float(sums[0]), tot_bytes + float(sums[1])
+    model.train()
+    overall = tot_nll / (math.log(2) * tot_bytes) if tot_bytes else None
+    return overall, out
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> TrainResult:
+    dist = Dist.from_env(device)
+    try:
+        return _train(cfg, Path(run_dir), resume, dist, progress)
+    finally:
+        dist.close()
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, dist: Dist, progress: bool) -> TrainResult:
+    tc, device = cfg.train, dist.device
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    prepare_run_dir(run_dir, resume, dist.is_writer)
+    dist.barrier()
+    tokenizer, tok_file = get_tokenizer(cfg, run_dir, dist)
+    domains = prepare_domains(cfg.data, tokenizer, run_dir / "tokens", dist.is_writer)
+    token_bytes = tokenizer.token_bytes()
+
+    seq_len, rows = cfg.model.sequence_len, tc.device_batch_size
+    micro_steps = tc.total_batch_tokens // (rows * seq_len * dist.world)
+    if micro_steps < 1 or micro_steps * rows * seq_len * dist.world != tc.total_batch_tokens:
+        raise GptlabError(f"train.total_batch_tokens {tc.total_batch_tokens} is not a multiple of "
+                          f"device_batch_size x sequence_len x processes = {rows * seq_len * dist.world}")
+    sampler = BatchSampler(domains, seq_len, rows, micro_steps, tc.seed, dist.rank, dist.world)
+
+    torch.manual_seed(tc.seed)
+    model = GPT(GPTConfig.from_model_config(cfg.model)).to(device)
+    model.init_weights(tc.seed)
+    optimizers = build_optimizers(model, tc)
+    use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    start_step, checkpoints = 0, []
+    existing = gptlab_run.list_step_dirs(run_dir / "checkpoints")
+    if resume and existing:
+        meta = gptlab_run.load_trainer_state(existing[-1], model, optimizers, device)
+        if meta.get("tokenizer_hash") != tokenizer.identity():
+            raise GptlabError(f"{existing[-1]}: trained with another tokenizer than {tok_file}")
+        start_step = meta["step"]
+        checkpoints = list(existing)
+    if start_step >= tc.steps:
+        raise GptlabError(f"{run_dir}: already trained to step {start_step} (train.steps = {tc.steps}); "
+                          f"raise train.steps to continue")
+    run_config = dict(cfg.to_dict(), tokens_per_step=tc.total_batch_tokens, gptlab_version=__version__,
+                      world_size=dist.world, data_shares=sampler.domain_shares())
+    data_identity = {d.name: source_hash(d.train) for d in cfg.data.domains if d.train}
+    metrics_path = run_dir / "metrics.jsonl"
+    if dist.is_writer:
+        (run_dir / "run.json").write_text(json.dumps(run_config, indent=1, default=str))
+        _truncate_metrics(metrics_path, start_step)
+
+    train_model = dist.wrap(model)
+    if tc.compile:
+        train_model = torch.compile(train_model)
+    flops_per_token = model.flops_per_token()
+    peak = _peak_flops(device)
+    bar = TrainProgress(tc.steps, start_step, enabled=progress and dist.is_writer)
+    last_loss, val_overall, val_domains = float("nan"), None, {}
+    log = open(metrics_path, "a") if dist.is_writer else None
+    try:
+        for step in range(start_step, tc.steps):
+            t0 = time.perf_counter()
+            lr_mult = set_schedule(optimizers, step, tc)
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(micro_steps):
+                x, y = (torch.as_tensor(a, device=device) for a in sampler.batch(step, micro))
+                with dist.no_sync(train_model, last=micro == micro_steps - 1), autocast:
+                    loss = train_model(x, targets=y) / micro_steps
+                loss.backward()
+                loss_sum += loss.detach()
+            dist.all_reduce(loss_sum, average=True)
+            last_loss = float(loss_sum)
+            if not math.isfinite(last_loss):
+                good = checkpoints[-1].name if checkpoints else "none"
+                raise GptlabError(f"loss became {last_loss} at step {step + 1}; stopped (last good checkpoint: "
+                                  f"{good})")
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            for opt in optimizers:
+                opt.step()
+            model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            done = step + 1
+            tokens_seen = done * tc.total_batch_tokens
+            tps = tc.total_batch_tokens / dt
+            row = {"step": done, "train_loss": round(last_loss, 6), "lr_mult": round(lr_mult, 6),
+                   "lr": optimizers[1].param_groups[0]["lr"], "tokens_seen": tokens_seen,
+                   "tokens_per_s": round(tps, 1), "dt": round(dt, 4)}
+            if peak:
+                row["mfu"] = round(flops_per_token * tps / (peak * dist.world), 4)
+            if done % tc.eval_every == 0 or done == tc.steps or done % tc.save_every == 0:
+                val_overall, val_domains = evaluate_val(model, domains, token_bytes, seq_len, tc.eval_tokens,
+                                                        rows, device, autocast, dist)
+                row.update(val_bpb=val_overall, val_bpb_domains=val_domains)
+            if log and (done % tc.log_every == 0 or "val_bpb" in row or done == tc.steps):
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            bar.update(done, last_loss, tps, tokens_seen, val_overall, row.get("mfu"))
+            if done % tc.save_every == 0 or done == tc.steps:
+                if dist.is_writer:
+                    meta = {"step": done, "tokens_seen": tokens_seen, "train_loss": last_loss,
+                            "val_bpb": val_overall, "val_bpb_domains": val_domains,
+                            "tokenizer_hash": tokenizer.identity(), "data": data_identity,
+                            "tokens_per_step": tc.total_batch_tokens, "gptlab_version": __version__,
+                            "time": time.time()}
+                    checkpoints.append(gptlab_run.save_checkpoint(run_dir, done, model, optimizers, meta,
+                                                                  run_config, tok_file))
+                dist.barrier()
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    return TrainResult(run_dir, tc.steps, last_loss, val_overall, checkpoints)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop lines logged after the checkpoint we restart from (they are recomputed)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    tmp.replace(path)
+
+
+def _peak_flops(device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

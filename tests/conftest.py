@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny config, and one tiny trained run reused by the tests that only read it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "configs" / "tiny.toml"
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def run_gptlab(*args, cwd=None, env=None, timeout=600):
+    """`python -m gptlab ARGS` in a subprocess, as a user would run it."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "gptlab", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A trained tiny run directory (8 steps, checkpoints at 4 and 8)."""
+    from gptlab.config import load_config
+    from gptlab.train import train
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(load_config(TINY), out, progress=False)
+    return out
