@@ -1,0 +1,60 @@
+"""BPE training, the tiktoken fast path's exactness, bytes per token, and `gptlab tokenizer train`."""
+
+import json
+
+import pytest
+
+from conftest import ROOT, TINY, run_gptlab
+from gptlab.data import iter_documents
+from gptlab.errors import GptlabError
+from gptlab.tokenizer import BOS, HFTokenizer, TiktokenTokenizer, load_tokenizer, train_bpe
+
+CORPUS = ROOT / "gptlab" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    texts = [t for f in sorted(CORPUS.glob("*.train.jsonl")) for t in iter_documents(f)]
+    out = tmp_path_factory.mktemp("tok")
+    return train_bpe(texts, 1024, out)
+
+
+def test_trained_vocab_has_bos_last_and_bytes_first(trained):
+    tok = load_tokenizer(trained)
+    assert isinstance(tok, TiktokenTokenizer)
+    assert tok.vocab_size == 1024 and tok.bos_id == 1023
+    tb = tok.token_bytes()
+    assert tb[tok.bos_id] == 0
+    assert (tb[:1023] >= 1).all()
+
+
+def test_tiktoken_path_equals_tokenizers_on_every_val_document(trained):
+    fast, ref = load_tokenizer(trained), HFTokenizer.from_file(trained)
+    docs = [t for f in sorted(CORPUS.glob("*.val.jsonl")) for t in iter_documents(f)]
+    assert fast.encode_batch(docs) == ref.encode_batch(docs)
+
+
+def test_roundtrip_and_bytes_sum_to_utf8_length(trained):
+    tok = load_tokenizer(trained)
+    text = "Revenue rose 12.5% to $1,234 million — Ünïcödé 中文 🙂\n\tdef f(x):\n        return x"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert int(tok.token_bytes()[ids].sum()) == len(text.encode("utf-8"))
+    assert tok.identity() == load_tokenizer(trained).identity()
+
+
+def test_too_small_vocab_and_bad_file(tmp_path):
+    with pytest.raises(GptlabError, match="too small"):
+        train_bpe(["abc"], 100, tmp_path)
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json")
+    with pytest.raises(GptlabError, match="not a valid tokenizer.json"):
+        load_tokenizer(bad)
+
+
+def test_tokenizer_train_command(tmp_path):
+    r = run_gptlab("tokenizer", "train", TINY, "--vocab-size", "600", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    assert spec["added_tokens"][-1]["content"] == BOS
+    assert load_tokenizer(tmp_path).vocab_size == 600
