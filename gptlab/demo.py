@@ -3,7 +3,7 @@
     gptlab demo                 # -> demo_run/run (checkpoints), demo_run/results.sqlite, demo_run/report/
 
 1. trains the `demo` preset (a 2-layer, 128-wide GPT with a 2,048-token BPE trained on the spot) on the seven
-   domains shipped in gptlab/corpus, saving a checkpoint every 60 steps;
+   domains shipped in gptlab/corpus, saving a checkpoint every 40 steps;
 2. evaluates every checkpoint: bits per byte on each domain's held-out text, the default probe suite sampled
    at temperature 0.8 (2 samples, 40 and 120 tokens), and the diagnosis of every sample;
 3. writes the report (Markdown + a self-contained HTML page) and prints where to open it.
