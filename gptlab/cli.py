@@ -91,6 +91,8 @@ def _report_args(p):
                    help="a run directory (all its checkpoints), checkpoint(s), or a run name in the store")
     p.add_argument("--out", help="output folder (default: PATH/report for a run directory, else ./report)")
     p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--claims", metavar="FILE", help="add the Statement | Verdict | Evidence table of a claims TOML "
+                   "(see gptlab check)")
 
 
 @runs("report")
@@ -105,7 +107,7 @@ def _report(args):
     out = args.out or (first / "report" if len(args.paths) == 1 and first.is_dir() else Path("report"))
     store = Store(args.db)
     try:
-        paths = write_report(store, args.paths, out)
+        paths = write_report(store, args.paths, out, claims=args.claims)
     finally:
         store.close()
     print(f"wrote {paths['markdown']} and {paths['html']}\nopen file://{paths['html'].resolve()}")
@@ -153,12 +155,15 @@ def _eval_args(p):
     p.add_argument("--no-probes", action="store_true", help="bpb only: no sampling, no diagnosis")
     p.add_argument("--no-bpb", action="store_true", help="probes only")
     p.add_argument("--no-diagnose", action="store_true", help="store samples without running the detectors")
-    p.add_argument("--no-exec", action="store_true", help="diagnose without executing probe tests")
+    p.add_argument("--no-exec", action="store_true", help="diagnose without executing probe tests (findings "
+                   "are stored per detector version: later runs keep these unexecuted ones)")
     p.add_argument("--unsafe-exec", action="store_true",
                    help="run probe tests without the sandbox's isolation (see gptlab/evaluate/sandbox.py)")
     p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU, 256 on GPU)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is fastest for tiny "
+                   "models and on a busy machine)")
 
 
 @runs("eval")
@@ -171,7 +176,7 @@ def _eval(args):
              max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
              bpb_files=args.bpb or None, device=args.device, probes=not args.no_probes, bpb=not args.no_bpb,
              diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
-             top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, on_bpb=on_bpb)
+             top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, threads=args.threads, on_bpb=on_bpb)
 
 
 @command("sample", "stream a completion of a prompt from each checkpoint (quick looks; nothing is stored)")
@@ -204,6 +209,116 @@ def _probes_args(p):
 def _probes(args):
     from gptlab.evaluate.probes import describe, load_suite
     print(describe(load_suite(args.suite), full=args.full))
+
+
+@command("models", "list the checkpoints under PATH (nanoGPT, nanochat, llm.c, transformers, gptlab runs)")
+def _models_args(p):
+    p.add_argument("path", metavar="PATH", help="checkpoint file, checkpoint folder, run directory, or a folder "
+                   "of them")
+
+
+@runs("models")
+def _models(args):
+    from gptlab.checkpoints.listing import list_checkpoints, render
+    infos, errors = list_checkpoints(args.path)
+    if infos:
+        render(infos)
+    for e in errors:
+        print(f"gptlab: error: {e}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+@command("compare", "models side by side: bpb, failure rates, pass@k, prompt length, with bootstrap intervals")
+def _compare_args(p):
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run directory (its newest checkpoint), checkpoint, "
+                   "or run name in the store; PATH@STEP picks a step. Missing results are evaluated first")
+    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--out", default="compare", help="folder for compare.md and compare.html (default: compare)")
+    p.add_argument("--suite", default="default", help="probe suite: 'default' or a TOML file")
+    p.add_argument("--claims", metavar="FILE", help="also check this claims TOML and add its table")
+    p.add_argument("--no-eval", action="store_true", help="use only what the store holds; never load a model")
+    p.add_argument("--temperature", type=float, help="sampling temperature compared (default 0.8)")
+    p.add_argument("--samples", type=int, default=8, help="samples per probe for missing results (default 8)")
+    p.add_argument("--max-tokens", default="80,200", help="sample lengths for missing results (default 80,200)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for missing results (default 0)")
+    p.add_argument("--bpb", action="append", default=[], metavar="NAME=FILE",
+                   help="score every model on these domains (default: the first gptlab run's val domains, "
+                        "else the shipped corpus); repeatable")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+
+
+@runs("compare")
+def _compare(args):
+    from gptlab.evaluate.compare import compare_paths
+    from gptlab.report.sections_claims import print_claims
+    from gptlab.report.sections_compare import print_comparison
+    if args.resamples < 100:
+        raise GptlabError(f"--resamples {args.resamples}: use at least 100")
+    got = compare_paths(args.paths, db=args.db, out=args.out, suite=args.suite, claims=args.claims,
+                        evaluate_missing=not args.no_eval, bpb_files=args.bpb or None, temperature=args.temperature,
+                        resamples=args.resamples, samples=args.samples, seed=args.seed, device=args.device,
+                        max_tokens=_numbers(args.max_tokens, int, "--max-tokens"))
+    print_comparison(got["comparison"])
+    if got["claims"] is not None:
+        print_claims(got["claims"])
+    print(f"wrote {got['markdown']} and {got['html']}")
+
+
+@command("check", "check the claims of a TOML file against stored results: Statement | Verdict | Evidence")
+def _check_args(p):
+    p.add_argument("claims", metavar="CLAIMS.toml", help="claims file (format: docs/compare.md)")
+    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+
+
+@runs("check")
+def _check(args):
+    from pathlib import Path
+
+    from gptlab.evaluate.claims import check, load_claims
+    from gptlab.report.sections_claims import print_claims
+    from gptlab.store import Store
+    if args.resamples < 100:
+        raise GptlabError(f"--resamples {args.resamples}: use at least 100")
+    claims = load_claims(args.claims)
+    if not Path(args.db).is_file():
+        raise GptlabError(f"{args.db}: no results store here; evaluate the models first: gptlab eval PATH --db "
+                          f"{args.db}")
+    store = Store(args.db)
+    try:
+        results = check(claims, store, resamples=args.resamples)
+    finally:
+        store.close()
+    print_claims(results, claims.title)
+
+
+@command("diagnose", "find named failure modes in model samples (JSONL), with evidence and metrics")
+def _diagnose_args(p):
+    p.add_argument("file", help="JSONL, one sample per line: {id, domain, prompt, completion, language?, "
+                                "code_prefix?, tests?, requires?, schema?, entry_point?, probe?} "
+                                "(modes and thresholds: docs/failure_modes.md)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON line per input line {id, failures, metrics, evidence, passed} instead of the table")
+    p.add_argument("--no-exec", action="store_true", help="do not run tests (test_failure is then not checked)")
+    p.add_argument("--unsafe-exec", action="store_true",
+                   help="run tests even where no sandbox isolation is available (model code runs unisolated)")
+    p.add_argument("--workers", type=int, help="processes for the detectors and sandboxes (default: all cores)")
+
+
+@runs("diagnose")
+def _diagnose(args):
+    from gptlab.evaluate.diagnose.io import diagnose_file, render_json_lines, render_report
+    if args.workers is not None and args.workers < 1:
+        raise GptlabError(f"--workers {args.workers}: must be >= 1")
+    rows, results = diagnose_file(args.file, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
+                                  workers=args.workers)
+    for row in [r for r in rows if r.error][:10]:
+        print(f"gptlab: warning: {args.file}: {row.error.message}", file=sys.stderr)
+    if rows:
+        print(render_json_lines(results) if args.json else render_report(rows, results))
+    else:
+        print(f"gptlab: warning: {args.file}: no samples (empty file)", file=sys.stderr)
 
 
 # @@COMMANDS@@

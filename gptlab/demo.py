@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 
-DEMO_EVAL = dict(temperatures=(0.8,), max_tokens=(40, 120), samples=2, seed=0)
+DEMO_EVAL = dict(temperatures=(0.8,), max_tokens=(40, 120), samples=2, seed=0, threads=1)
 
 
 def say(msg: str) -> None:

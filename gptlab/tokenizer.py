@@ -188,8 +188,13 @@ class HFTokenizer(Tokenizer):
                 out[i] = len(b)
             return out
         for i in range(self.vocab_size):
-            if i not in special:
-                out[i] = len(self.tok.decode([i]).encode("utf-8"))
+            piece = self.tok.id_to_token(i)
+            if i in special or piece is None:
+                continue
+            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                out[i] = 1                      # SentencePiece byte fallback: one raw byte
+            else:                               # "▁" is SentencePiece's word-initial space
+                out[i] = len(piece.replace("\u2581", " ").encode("utf-8"))
         return out
 
     def identity(self):

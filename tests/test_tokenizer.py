@@ -58,3 +58,21 @@ def test_tokenizer_train_command(tmp_path):
     spec = json.loads((tmp_path / "tokenizer.json").read_text())
     assert spec["added_tokens"][-1]["content"] == BOS
     assert load_tokenizer(tmp_path).vocab_size == 600
+
+
+def test_sentencepiece_style_token_bytes_count_the_word_space(tmp_path):
+    """Metaspace ('▁' marks a word-initial space), as Llama-style tokenizer.json files have."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(["the cat sat on the mat"] * 50 + ["a dog ran far"] * 50,
+                            trainers.BpeTrainer(vocab_size=60, special_tokens=["<s>"]))
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    hf = HFTokenizer.from_file(path)
+    text = "the dog sat on the cat"
+    ids = hf.encode(text)
+    assert hf.decode(ids) == text
+    # every word carries its space ("▁the"): the prepended one included, so one byte more than the text
+    assert int(hf.token_bytes()[ids].sum()) == len(text.encode()) + 1

@@ -91,16 +91,12 @@ def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
         state = load_file(str(d / WEIGHTS), device=str(device))
     except (SafetensorError, OSError, RuntimeError) as e:
         raise GptlabError(f"{d / WEIGHTS}: corrupt or truncated weights ({str(e).splitlines()[0]})") from None
-    with torch.device("meta"):
-        model = GPT(gcfg)
-    model = model.to_empty(device=device)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in ("cos", "sin")]
-    if missing or unexpected:
-        raise GptlabError(f"{d / WEIGHTS}: weights do not match config.json (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]})")
-    cos, sin = GPT._rotary(2 * gcfg.sequence_len, gcfg.n_embd // gcfg.n_head, gcfg.rope_base)
-    model.cos, model.sin = cos.to(device), sin.to(device)
+    model = GPT(gcfg).to(device)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise GptlabError(f"{d / WEIGHTS}: weights do not match config.json ({str(e).splitlines()[1].strip()})") \
+            from None
     tok_path = d / TOKENIZER if (d / TOKENIZER).is_file() else run_dir_of(d) / "tokenizer" / TOKENIZER
     tokenizer = load_tokenizer(tok_path)
     if meta.get("tokenizer_hash") and tokenizer.identity() != meta["tokenizer_hash"]:

@@ -5,7 +5,9 @@
 Every model is a `torch.nn.Module` with
     vocab_size: int          rows of the output (may exceed the tokenizer's vocab: padding)
     sequence_len: int        the longest context it was trained for
-    forward(idx, cache=None) -> logits    idx (B, T) int64 -> (B, T, vocab_size) float32
+    forward(idx, cache=None, logits_from=0) -> logits
+                             idx (B, T) int64 -> (B, T - logits_from, vocab_size) float32; positions
+                             before logits_from are context only and skip the output head
     new_cache(batch_size, max_len) -> KVCache   buffers for incremental decoding
     num_params() -> int
 With a cache, `forward` reads the positions already cached (cache.pos), appends the new keys/values, and

@@ -135,7 +135,7 @@ class GPT(nn.Module):
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
 
-    def forward(self, idx, cache: KVCache | None = None, targets=None):
+    def forward(self, idx, cache: KVCache | None = None, targets=None, logits_from: int = 0):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cos.shape[2]:
@@ -147,7 +147,8 @@ class GPT(nn.Module):
             x = block(x, cos, sin, cache)
         if cache is not None:
             cache.advance(T)
-        logits = self.lm_head(rms_norm(x)).float()                                   # (B, T, V)
+        # positions before logits_from are context only (bpb windows): skip the head there
+        logits = self.lm_head(rms_norm(x[:, logits_from:])).float()                  # (B, T', V)
         logits = self.config.softcap * torch.tanh(logits / self.config.softcap)
         if targets is None:
             return logits

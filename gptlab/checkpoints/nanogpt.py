@@ -1,0 +1,128 @@
+"""Checkpoints written by karpathy/nanoGPT's train.py: `<out_dir>/ckpt.pt` with `model`, `model_args`, `config`.
+
+    gptlab models peers/nanogpt/out-pystdlib-char
+    python -m pytest tests/test_checkpoints_nanogpt.py
+
+Accepts a ckpt file, its out_dir, or a folder holding out_dirs. The architecture is GPT-2
+(gptlab/models/gpt2.py); a `torch.compile`d model's `_orig_mod.` prefix is stripped. nanoGPT keeps no
+tokenizer in the checkpoint, so it is looked for, in order:
+  1. beside the ckpt: `meta.pkl` (char-level), `tokenizer.json`, `vocab.json` + `merges.txt`, or `*.tiktoken`;
+  2. `data/<config.dataset>/meta.pkl` in the ckpt's folder or any folder above it (as sample.py finds it).
+nanoGPT's own fallback, downloading OpenAI's GPT-2 BPE, is not taken: put one of those files beside the ckpt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, tensors_hash
+from gptlab.checkpoints.safe_pickle import load_pickle, load_torch
+from gptlab.errors import GptlabError
+
+REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+
+
+def _peek(path: Path) -> dict | None:
+    """The checkpoint dict if it looks like nanoGPT's (memory-mapped, so tensors are not read)."""
+    ck = load_torch(path, mmap=True)
+    if isinstance(ck, dict) and isinstance(ck.get("model_args"), dict) and isinstance(ck.get("model"), dict):
+        return ck
+    return None
+
+
+def _ref(path: Path, ck: dict) -> CheckpointRef:
+    step = ck.get("iter_num")
+    step = int(step) if isinstance(step, int) else None
+    cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    per_iter = [cfg.get(k) for k in ("gradient_accumulation_steps", "batch_size", "block_size")]
+    tokens = step * per_iter[0] * per_iter[1] * per_iter[2] \
+        if step is not None and all(isinstance(v, int) for v in per_iter) else None
+    return CheckpointRef("nanogpt", path, step=step, run=path.parent.name, tokens_seen=tokens)
+
+
+def detect(path: Path) -> list[CheckpointRef]:
+    path = Path(path)
+    if path.is_file():
+        if path.suffix not in (".pt", ".pth"):
+            return []
+        ck = _peek(path)
+        return [_ref(path, ck)] if ck else []
+    candidates = [path / "ckpt.pt", *sorted(path.glob("*/ckpt.pt"))]
+    refs = []
+    for c in candidates:
+        if c.is_file():
+            ck = _peek(c)
+            if ck:
+                refs.append(_ref(c, ck))
+    return refs
+
+
+def find_tokenizer(ckpt: Path, dataset: str | None):
+    """The tokenizer for a nanoGPT checkpoint (see the module docstring for where it looks)."""
+    from gptlab.checkpoints.bpe_files import read_tiktoken_file, read_vocab_merges
+    from gptlab.tokenizer import HFTokenizer
+    here = ckpt.parent
+    if (here / "meta.pkl").is_file():
+        return read_char_meta(here / "meta.pkl")
+    if (here / "tokenizer.json").is_file():
+        return HFTokenizer.from_file(here / "tokenizer.json")
+    if (here / "vocab.json").is_file() and (here / "merges.txt").is_file():
+        return read_vocab_merges(here / "vocab.json", here / "merges.txt")
+    tiktoken_files = sorted(here.glob("*.tiktoken"))
+    if tiktoken_files:
+        return read_tiktoken_file(tiktoken_files[0])
+    if dataset:
+        for d in [here, *here.parents]:
+            meta = d / "data" / dataset / "meta.pkl"
+            if meta.is_file():
+                return read_char_meta(meta)
+    where = f" or data/{dataset}/meta.pkl in a folder above it" if dataset else ""
+    raise GptlabError(f"{ckpt}: no tokenizer found: put meta.pkl (char-level) beside it{where}; for GPT-2 BPE "
+                      f"put tokenizer.json, vocab.json + merges.txt, or gpt2.tiktoken in {here}")
+
+
+def read_char_meta(path: Path):
+    from gptlab.tokenizer import CharTokenizer
+    meta = load_pickle(path)
+    itos = meta.get("itos") if isinstance(meta, dict) else None
+    if not isinstance(itos, dict) or not itos or \
+            not all(isinstance(i, int) and i >= 0 and isinstance(c, str) for i, c in itos.items()):
+        raise GptlabError(f"{path}: not a char-level meta.pkl (expected an 'itos' dict of int -> str)")
+    return CharTokenizer(itos)
+
+
+def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
+    import torch
+    from gptlab.models.gpt2 import GPT2, GPT2Config
+    # memory-mapped so the optimizer state (2x the weights) is never read; the weights are copied out below
+    # because train.py rewrites ckpt.pt in place, which would pull pages from under a mapping
+    ck = load_torch(ref.path, mmap=True)
+    if not isinstance(ck, dict) or not isinstance(ck.get("model_args"), dict):
+        raise GptlabError(f"{ref.path}: not a nanoGPT checkpoint (no model_args)")
+    args = ck["model_args"]
+    missing = [k for k in REQUIRED_ARGS if not isinstance(args.get(k), int)]
+    if missing:
+        raise GptlabError(f"{ref.path}: model_args lacks {', '.join(missing)}")
+    cfg = GPT2Config(vocab_size=args["vocab_size"], sequence_len=args["block_size"], n_layer=args["n_layer"],
+                     n_head=args["n_head"], n_embd=args["n_embd"], bias=bool(args.get("bias", True)),
+                     gelu="none")   # nanoGPT's MLP uses nn.GELU(): the exact form
+    # nanoGPT without flash attention saved its causal-mask buffer as `attn.bias`: not a weight
+    if not all(isinstance(v, torch.Tensor) for v in ck["model"].values()):
+        raise GptlabError(f"{ref.path}: 'model' is not a state dict of tensors")
+    state = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
+    state = {k: v.float().clone() for k, v in state.items() if not k.endswith(".attn.bias")}
+    try:
+        model = GPT2.from_state_dict(cfg, state)
+    except (RuntimeError, ValueError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise GptlabError(f"{ref.path}: weights do not match model_args ({' '.join(lines[:2])[:200]})") from None
+    config = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    tok = find_tokenizer(ref.path, config.get("dataset"))
+    best = ck.get("best_val_loss")
+    info = ModelInfo(
+        format="nanogpt", path=str(ref.path), run=ref.run, step=ref.step, family="gpt2",
+        params=model.num_params(), vocab_size=cfg.vocab_size, context=cfg.sequence_len,
+        tokens_seen=ref.tokens_seen, weights_hash=tensors_hash(state), tokenizer_hash=tok.identity(),
+        config=dict(args),
+        meta={"best_val_loss": float(best)} if isinstance(best, (float, torch.Tensor)) else {})
+    return LoadedModel(model.to(device), tok, info)

@@ -1,0 +1,229 @@
+"""Bits per byte: how well a model predicts held-out text, comparable across vocabularies.
+
+    python -m pytest tests/test_bpb.py
+    python bench/bpb_vs_transformers.py              # speed against transformers on the same windows
+
+Definition (the one number every gptlab comparison uses):
+
+    bits per byte = (sum over scored tokens of -ln p(token | left context)) / (ln 2 x UTF-8 bytes scored)
+
+A per-token loss depends on the vocabulary (a char model predicts 1 byte per token, a 50k BPE ~4); dividing
+the summed nats by the bytes those tokens stand for removes that, so a char-level nanoGPT and a 32k nanochat
+are measured on the same scale. The protocol, decided once here:
+
+  * Each document is scored on its own: it starts with the tokenizer's document separator
+    (`tokenizer.bos_id`: <|bos|>, <|endoftext|>), which is context only, never a target, so the document's
+    first real token is scored. A tokenizer without one (char-level) cannot do that: the first character
+    is then context only, and its byte is not counted (the only bytes ever left out).
+  * A document longer than the model's context is scored with sliding windows: the first window scores
+    every token it sees; each later window ends `stride` tokens further (default: half the context) and
+    scores only those new tokens, with the rest of the window as left context. Every token is scored
+    exactly once, with at least context - stride tokens of left context once the document is that long.
+  * Bytes are `tokenizer.token_bytes()` of the scored targets, which sums to the document's UTF-8 length.
+    Targets worth 0 bytes (special tokens) add neither nats nor bytes, as in nanochat's `evaluate_bpb`.
+  * Sums are float64; logits are float32 whatever the compute dtype.
+
+Memory stays flat: documents stream through (read_documents is a generator), windows go into a bounded pool,
+are sorted by shape, and are run `batch_size` at a time; per-document sums are kept (DocScore) because the
+compare command bootstraps confidence intervals over documents.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gptlab.errors import GptlabError
+
+PROTOCOL_VERSION = "bpb-1"  # stored with every result: bump when anything in the protocol above changes
+POOL_BATCHES = 8            # windows buffered (in batches) before sorting them by shape: bounds memory
+ENCODE_CHUNK = 64           # documents tokenized per call
+CE_ROWS = 2048              # positions per cross-entropy call: keeps log-softmax temporaries small
+
+
+@dataclass
+class DocScore:
+    nll: float              # nats summed over the document's scored tokens
+    bytes: int              # UTF-8 bytes those tokens stand for
+    tokens: int             # scored tokens
+
+
+@dataclass
+class BpbResult:
+    bpb: float
+    nll: float
+    bytes: int
+    tokens: int
+    docs: list[DocScore]
+
+
+def windows(n: int, context: int, stride: int) -> Iterator[tuple[int, int, int]]:
+    """Windows over a sequence of n tokens whose position 0 is context only.
+
+    Yields (start, end, first): the model reads tokens[start:end] (at most `context`), its prediction at input
+    offset j is for token start + j + 1, and offsets >= first are scored. Targets 1..n-1 are each scored once.
+    """
+    if not 1 <= stride <= context:
+        raise GptlabError(f"stride {stride} must be between 1 and the context ({context})")
+    done = 0                                     # targets 1..done are scored
+    while done < n - 1:
+        end = min(done + (context if done == 0 else stride), n - 1)
+        start = max(0, end - context)
+        yield start, end, done - start
+        done = end
+
+
+def score_documents(model, tokenizer, documents: Iterable[str], *, stride: int | None = None,
+                    batch_size: int = 16, device="cpu", dtype=None,
+                    progress: Callable[[int], None] | None = None) -> BpbResult:
+    """Bits per byte of `model` on `documents` (see the module docstring for the protocol).
+
+    The model is moved to `device` (and cast to `dtype`, e.g. torch.bfloat16, when given) in place.
+    """
+    bos = tokenizer.bos_id
+
+    def sequences():
+        chunk = []
+        for doc in documents:
+            chunk.append(doc)
+            if len(chunk) == ENCODE_CHUNK:
+                yield from _with_bos(tokenizer.encode_batch(chunk), bos)
+                chunk = []
+        if chunk:
+            yield from _with_bos(tokenizer.encode_batch(chunk), bos)
+
+    return score_tokens(model, sequences(), tokenizer.token_bytes(), stride=stride, batch_size=batch_size,
+                        device=device, dtype=dtype, progress=progress)
+
+
+def _with_bos(batch: list[list[int]], bos: int | None) -> Iterator[list[int]]:
+    for ids in batch:
+        yield ids if bos is None else [bos, *ids]
+
+
+def score_tokens(model, sequences: Iterable[list[int]], token_bytes, *, stride: int | None = None,
+                 batch_size: int = 16, device="cpu", dtype=None,
+                 progress: Callable[[int], None] | None = None) -> BpbResult:
+    """The same protocol on token sequences whose first token is context only (BOS, or a first token)."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model.to(device=device, **({"dtype": dtype} if dtype is not None else {}))
+    model.eval()
+    context = int(model.sequence_len)
+    stride = stride or max(1, context // 2)
+    tb = torch.as_tensor(np.asarray(token_bytes), dtype=torch.int64)
+    if tb.numel() > model.vocab_size:
+        raise GptlabError(f"the tokenizer has {tb.numel()} ids but the model predicts only {model.vocab_size}: "
+                          f"they do not belong together")
+    takes_from = "logits_from" in inspect.signature(model.forward).parameters
+
+    docs: list[DocScore] = []
+    pool: list[tuple[int, np.ndarray, int]] = []      # (document, tokens[start:end+1], first scored offset)
+
+    def flush(pieces):
+        for batch in _batches(pieces, batch_size):
+            scored = _score_batch(model, batch, tb, device, takes_from)
+            n_tokens = 0
+            for (doc_i, _, _), (nll, nbytes, ntok) in zip(batch, scored):
+                d = docs[doc_i]
+                d.nll += nll
+                d.bytes += nbytes
+                d.tokens += ntok
+                n_tokens += ntok
+            if progress is not None:
+                progress(n_tokens)
+
+    with torch.inference_mode():
+        for ids in sequences:
+            ids = np.asarray(ids, dtype=np.int64)    # windows below are views of it, not copies
+            doc_i = len(docs)
+            docs.append(DocScore(0.0, 0, 0))
+            for start, end, first in windows(len(ids), context, stride):
+                pool.append((doc_i, ids[start:end + 1], first))
+                if len(pool) >= POOL_BATCHES * batch_size:
+                    flush(pool)
+                    pool = []
+        flush(pool)
+
+    nll = math.fsum(d.nll for d in docs)
+    nbytes = sum(d.bytes for d in docs)
+    if nbytes == 0:
+        raise GptlabError("nothing to score: the documents hold no bytes after their first token")
+    return BpbResult(nll / (math.log(2) * nbytes), nll, nbytes, sum(d.tokens for d in docs), docs)
+
+
+def _batches(pieces, batch_size):
+    """Pieces sorted so that a batch shares where scoring starts and has similar lengths (little padding)."""
+    pieces = sorted(pieces, key=lambda p: (p[2], len(p[1])))
+    for i in range(0, len(pieces), batch_size):
+        yield pieces[i:i + batch_size]
+
+
+def _score_batch(model, batch, token_bytes, device, takes_from) -> list[tuple[float, int, int]]:
+    """[(nats, bytes, tokens)] per piece; a piece is (doc, tokens[start:end+1], first scored offset)."""
+    width = max(len(p[1]) for p in batch) - 1
+    first = min(p[2] for p in batch)
+    x = torch.zeros(len(batch), width, dtype=torch.int64)
+    y = torch.full((len(batch), width), -1, dtype=torch.int64)
+    for r, (_, ids, f) in enumerate(batch):
+        t = torch.as_tensor(ids)
+        x[r, :len(ids) - 1] = t[:-1]
+        y[r, f:len(ids) - 1] = t[f + 1:]          # right padding is harmless: attention is causal
+    nbytes = torch.where(y >= 0, token_bytes[y.clamp(min=0)], 0)
+    y = torch.where(nbytes > 0, y, -1)[:, first:]  # 0-byte targets (specials) are not scored
+    nbytes = nbytes[:, first:].sum(dim=1).tolist()
+    ntok = (y >= 0).sum(dim=1).tolist()            # counted on the CPU: no device sync per row
+    x, y = x.to(device), y.to(device)
+    logits = model(x, logits_from=first) if takes_from else model(x)[:, first:]   # (B, T', V) float32
+    flat_logits, flat_y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+    nll = torch.cat([F.cross_entropy(lg.float(), yy, ignore_index=-1, reduction="none")
+                     for lg, yy in zip(flat_logits.split(CE_ROWS), flat_y.split(CE_ROWS))])
+    nll = nll.view(y.shape).cpu().double().sum(dim=1)       # float64 sums (MPS has no float64)
+    return [(float(nll[r]), nbytes[r], ntok[r]) for r in range(len(batch))]
+
+
+def read_documents(path: str | Path) -> Iterator[str]:
+    """Documents of a bpb data file: `.txt` is one document; `.jsonl` has one JSON object per line whose
+    `text` is a document (blank lines are skipped). Streams; raises GptlabError naming the file and line."""
+    path = Path(path)
+    if path.suffix not in (".txt", ".jsonl"):
+        raise GptlabError(f"{path}: expected a .txt (one document) or .jsonl (one {{\"text\": ...}} per line) file")
+    if not path.is_file():
+        raise GptlabError(f"{path}: no such file")
+    if path.suffix == ".txt":
+        text = _read_text(path)
+        if not text:
+            raise GptlabError(f"{path}: the file is empty")
+        yield text
+        return
+    count = 0
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise GptlabError(f"{path}:{n}: not valid JSON ({str(e)[:80]})") from None
+            text = row.get("text") if isinstance(row, dict) else None
+            if not isinstance(text, str):
+                raise GptlabError(f"{path}:{n}: no \"text\" string in this line")
+            count += 1
+            yield text
+    if count == 0:
+        raise GptlabError(f"{path}: the file is empty (no documents)")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise GptlabError(f"{path}: not UTF-8 text (byte {e.start})") from None

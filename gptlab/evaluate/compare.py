@@ -1,0 +1,223 @@
+"""Models side by side on the same held-out text and probes: per-domain bpb, failure rates, pass@k and the
+effect of prompt length, each with a bootstrap interval, and a ranking that says when a difference is noise.
+
+    gptlab compare runs/code_heavy runs/prose_heavy --db results.sqlite --out compare
+    python -m pytest tests/test_compare.py
+
+`compare_paths` is the command: it evaluates each PATH's newest checkpoint (or PATH@STEP) into the store —
+results already there are reused, so a second run only reads — on one set of bpb domains for every model
+(`--bpb`, else the first gptlab run's own val domains, else the shipped corpus), then `build` reads the store
+(gptlab/evaluate/measurements.py) and the renderer (gptlab/report/sections_compare.py) writes compare.md
+and compare.html. Rankings follow gptlab/evaluate/stats.py: a model's rank is 1 + the number of models
+significantly better; "≈" joins neighbours whose difference's 95 % interval includes 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+from gptlab.evaluate import stats
+from gptlab.evaluate.measurements import PREFERRED_TEMPERATURE, Measurements, ModelRef, resolve
+
+
+@dataclass
+class Row:
+    """One quantity (a domain's bpb, a mode's rate ...) for every model, with the ranking."""
+    name: str
+    cells: dict[str, stats.Interval | None]
+    lower_is_better: bool
+    ranking: list[stats.Ranked] = field(default_factory=list)
+    diffs: dict[tuple[str, str], stats.Interval] = field(default_factory=dict)
+    paired: bool = False
+    units: str = ""                 # what was resampled, for the caption: "37 documents"
+
+    def order_text(self) -> str:
+        """'A < B ≈ C' for lower-is-better ('>' otherwise): '≈' where neighbours do not differ significantly."""
+        if not self.ranking:
+            return "–"
+        sign = "<" if self.lower_is_better else ">"
+        out = [self.ranking[0].label]
+        for prev, cur in zip(self.ranking, self.ranking[1:]):
+            d = self.diffs.get((prev.label, cur.label))
+            out += ["≈" if d is None or not d.significant else sign, cur.label]
+        return " ".join(out)
+
+
+@dataclass
+class LengthEffect:
+    """Short prompts minus their long twins, for one model."""
+    label: str
+    what: str                       # "failure rate (any)" | "pass@1"
+    short: stats.Interval | None
+    long: stats.Interval | None
+    effect: stats.Interval | None   # short - long
+    pairs: int
+
+
+@dataclass
+class Comparison:
+    models: list[ModelRef]
+    bpb: list[Row]
+    failures: list[Row]             # any failure, per probe domain and overall
+    modes: list[Row]                # each failure mode seen, all probes
+    pass_at: list[Row]              # per probe with tests, pass@1 and pass@k
+    length: list[LengthEffect]
+    twins: list[tuple[str, str]]    # (short, long) probe pairs behind `length`
+    temperature: float | None
+    detector_version: str | None
+    suite: str | None
+    notes: list[str]
+    resamples: int
+
+
+def _row(name, units: dict, lower_is_better, resamples, seed, what="") -> Row:
+    units = {k: u for k, u in units.items() if u is not None and u.n}
+    ranking, diffs = stats.rank(units, lower_is_better=lower_is_better, resamples=resamples, seed=seed)
+    cells = {r.label: r.estimate for r in ranking}
+    paired = len(units) > 1 and all(stats.paired(a, b) for a in units.values() for b in units.values())
+    return Row(name, cells, lower_is_better, ranking, diffs, paired, what)
+
+
+def _try(fn, *a, **kw):
+    try:
+        return fn(*a, **kw)
+    except GptlabError:
+        return None
+
+
+def build(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0) -> Comparison:
+    labels = list(meas.models)
+    bpb = []
+    for name, kw in ([(f"all ({len(meas.common_domains)} domains)", {})] if meas.common_domains else []) + \
+            [(f"group {g}", {"group": g}) for g in meas.groups()] + \
+            [(d, {"domain": d}) for d in meas.domains]:
+        units = {lab: _try(meas.bpb, lab, **kw) for lab in labels}
+        n = next((u.info["documents"] for u in units.values() if u is not None), 0)
+        bpb.append(_row(name, units, True, resamples, seed, f"{n} documents"))
+    failures, modes, pass_at, length = [], [], [], []
+    if meas.probes:
+        domains = sorted({p["domain"] for p in meas.probes.values()})
+        for name, probes in [("all probes", meas.select_probes())] + \
+                [(f"domain {d}", meas.select_probes(domain=d)) for d in domains]:
+            units = {lab: meas.failure_rate(lab, probes) for lab in labels}
+            failures.append(_row(name, units, True, resamples, seed, f"{len(probes)} probes"))
+        seen = sorted({m for rows in meas.samples.values() for r in rows for m in r["failures"]})
+        for mode in seen:
+            units = {lab: meas.failure_rate(lab, meas.select_probes(), mode) for lab in labels}
+            modes.append(_row(mode, units, True, resamples, seed))
+        from gptlab.evaluate.diagnose.rollup import PASS_KS
+        for probe in sorted(p for p, v in meas.probes.items() if v["tests"]):
+            n = min(meas.judged(lab, probe) for lab in labels)
+            for k in [k for k in PASS_KS if k <= n]:
+                units = {lab: _try(meas.pass_at, lab, [probe], k) for lab in labels}
+                pass_at.append(_row(f"{probe} pass@{k}", units, False, resamples, seed))
+        length = prompt_length(meas, resamples=resamples, seed=seed)
+    return Comparison(list(meas.models.values()), bpb, failures, modes, pass_at, length, meas.twins(),
+                      meas.temperature,
+                      meas.detector_version, meas.suite, list(meas.notes), resamples)
+
+
+def prompt_length(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0) -> list[LengthEffect]:
+    """Per model: failure rate (any) and pass@1 of short prompts, of their long twins, and short - long."""
+    pairs = meas.twins()
+    if not pairs:
+        return []
+    short, long = [s for s, _ in pairs], [lo for _, lo in pairs]
+    tested = [(s, lo) for s, lo in pairs if meas.probes[s]["tests"] and meas.probes[lo]["tests"]]
+    out = []
+    for lab in meas.models:
+        a, b = meas.failure_rate(lab, short), meas.failure_rate(lab, long)
+        out.append(LengthEffect(lab, "failure rate (any)", stats.estimate(a, resamples=resamples, seed=seed),
+                                stats.estimate(b, resamples=resamples, seed=seed),
+                                stats.difference(a, b, resamples=resamples, seed=seed), len(pairs)))
+        if tested:
+            a = _try(meas.pass_at, lab, [s for s, _ in tested], 1)
+            b = _try(meas.pass_at, lab, [lo for _, lo in tested], 1)
+            if a is not None and b is not None:
+                out.append(LengthEffect(lab, "pass@1", stats.estimate(a, resamples=resamples, seed=seed),
+                                        stats.estimate(b, resamples=resamples, seed=seed),
+                                        stats.difference(a, b, resamples=resamples, seed=seed), len(tested)))
+    return out
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _common_domains(refs, explicit):
+    """{name: files} every model is scored on: --bpb, else the first gptlab run's val domains, else None
+    (evaluate then uses the shipped corpus for every model)."""
+    from gptlab.checkpoints.gptlab_run import run_dir_of
+    from gptlab.evaluate import bpb_domains
+    if explicit:
+        return {d.name: d.files for d in bpb_domains.parse_bpb_args(explicit)}
+    for ref in refs:
+        if ref.format == "gptlab_run":
+            domains = bpb_domains.run_domains(bpb_domains.read_run_config(run_dir_of(Path(ref.path))))
+            if domains:
+                return {d.name: d.files for d in domains}
+    return {d.name: d.files for d in bpb_domains.corpus_domains()}
+
+
+def _newest_ref(target: str):
+    """The CheckpointRef a PATH or PATH@STEP names on disk, or None when it is not a path here."""
+    from gptlab.checkpoints import discover
+    path, step = target, None
+    head, sep, tail = target.rpartition("@")
+    if not Path(target).exists() and sep and tail.isdigit():
+        path, step = head, int(tail)
+    if not Path(path).exists():
+        return None
+    refs = discover(path)
+    if step is not None:
+        refs = [r for r in refs if r.step == step]
+        if not refs:
+            raise GptlabError(f"{target}: no checkpoint at step {step} under {path}")
+    return refs[-1]
+
+
+def _stored_row(store, ref) -> dict:
+    want = str(Path(ref.path).resolve())
+    rows = [m for m in store.models() if m["path"] and str(Path(m["path"]).resolve()) == want]
+    if not rows:
+        raise GptlabError(f"{ref.path}: not in {store.path} after evaluation")
+    return max(rows, key=lambda m: m["updated_at"] or 0)
+
+
+def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite: str = "default",
+                  claims: str | None = None, evaluate_missing: bool = True, bpb_files=None,
+                  temperature: float | None = None, resamples: int = stats.RESAMPLES, **eval_kw) -> dict:
+    """Evaluate what is missing (eval_kw go to gptlab.evaluate.run.evaluate), measure, render; returns
+    {"comparison", "claims", "markdown", "html"}. Intervals use bootstrap seed 0, so they never change."""
+    from gptlab.evaluate.claims import check_file, load_claims
+    from gptlab.store import Store
+    if len(targets) < 1:
+        raise GptlabError("compare: give at least one PATH")
+    refs = {t: _newest_ref(t) for t in targets}
+    on_disk = [r for r in refs.values() if r is not None]
+    if evaluate_missing and on_disk:
+        from gptlab.evaluate.run import evaluate
+        temps = (temperature,) if temperature is not None else (PREFERRED_TEMPERATURE,)
+        evaluate([str(r.path) for r in on_disk], db=db, suite=suite, bpb_files=_common_domains(on_disk, bpb_files),
+                 temperatures=temps, **eval_kw)
+    elif not Path(db).is_file():
+        raise GptlabError(f"{db}: no results store here")
+    store = Store(db)
+    try:
+        rows = [_stored_row(store, refs[t]) if refs[t] is not None and evaluate_missing else None for t in targets]
+        from gptlab.evaluate.measurements import _pick
+        rows = [r if r is not None else _pick(store, t) for t, r in zip(targets, rows)]
+        models = resolve(store, targets, rows)
+        meas = Measurements(store, models, suite=suite, temperature=temperature)
+        comparison = build(meas, resamples=resamples)
+        verdicts = None
+        if claims:
+            verdicts = check_file(claims, store, resamples=resamples)
+        from gptlab.report.sections_compare import write_comparison
+        title = load_claims(claims).title if claims else ""
+        written = write_comparison(comparison, verdicts, out or "compare", store_path=str(store.path),
+                                   claims_title=title)
+    finally:
+        store.close()
+    return {"comparison": comparison, "claims": verdicts, **written}

@@ -1,0 +1,80 @@
+"""no_code: a code probe answered without code in its language.
+
+    python -m pytest tests/test_diagnose_code.py -k no_code
+
+Read on the completion's part of the program (program.py), with strings and comments blanked
+(languages.mask), each non-blank line is one of:
+* code: it shows a construct of the probe's language (languages.MARKERS), or no construct of any
+  language and it is not prose (`x = y + 1`);
+* foreign: constructs of other languages only (`os.environ['PORT']` in a Go probe);
+* prose: >= 4 words of which >= 70% are plain words (letters, with sentence punctuation at most);
+* in Java, an unmarked line ending in a name or `]` is foreign too: no Java statement ends there;
+* neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
+The failure: no code line at all, or code lines < CODE_SHARE of the code + prose + foreign lines.
+Comments alone are not code. Empty completions fail with "empty".
+"""
+
+from __future__ import annotations
+
+import re
+
+from gptlab.evaluate.diagnose.languages import MARKERS, mask, own_languages
+from gptlab.evaluate.diagnose.program import Program
+from gptlab.evaluate.diagnose.sample import Finding
+from gptlab.evaluate.diagnose.text import clip
+
+CODE_SHARE = 0.3
+_PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[.,;:!?]?")
+_NEUTRAL = re.compile(r"^[\s)\]};,]*$")
+
+
+def classify_line(raw: str, masked: str, language: str) -> str:
+    """'code', 'foreign', 'prose' or 'neutral' for one line of the completion."""
+    if _NEUTRAL.match(masked):
+        return "neutral"
+    own = set(own_languages(language))
+    hits = [langs for pattern, langs in MARKERS if pattern.search(masked)]
+    if any(langs & own for langs in hits):
+        return "code"
+    if hits:
+        return "foreign"
+    if _is_prose(raw):
+        return "prose"
+    if language == "java" and re.search(r"[\w\]]\s*$", masked):
+        return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
+    return "code"
+
+
+def _is_prose(line: str) -> bool:
+    tokens = line.split()
+    if len(tokens) < 4:
+        return False
+    plain = sum(1 for t in tokens if _PLAIN_WORD.fullmatch(t))
+    return plain / len(tokens) >= 0.7
+
+
+def no_code(program: Program, language: str) -> Finding:
+    if not program.kept.strip():
+        reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
+        return Finding(True, {"code_lines": 0, "code_line_share": 0.0}, {"reason": reason})
+    masked = mask(program.text, language)[len(program.prefix):]
+    counts = {"code": 0, "foreign": 0, "prose": 0, "neutral": 0}
+    examples: dict[str, str] = {}
+    for raw, m in zip(program.kept.splitlines(), masked.splitlines()):
+        if not m.strip():
+            continue    # blank, or a comment / string line
+        kind = classify_line(raw, m, language)
+        counts[kind] += 1
+        examples.setdefault(kind, raw)
+    judged = counts["code"] + counts["foreign"] + counts["prose"]
+    share = counts["code"] / judged if judged else 0.0
+    metrics = {"code_lines": counts["code"], "prose_lines": counts["prose"], "foreign_lines": counts["foreign"],
+               "code_line_share": round(share, 3)}
+    if counts["code"] and share >= CODE_SHARE:
+        return Finding(False, metrics)
+    evidence = {"reason": "only comments and closing brackets" if not judged else
+                f"{counts['code']} of {judged} lines are {language} code"}
+    for kind in ("prose", "foreign"):
+        if kind in examples:
+            evidence[f"{kind}_example"] = clip(examples[kind], 160)
+    return Finding(True, metrics, evidence)

@@ -1,0 +1,176 @@
+"""The code chain: no_code, syntax_error, missing_requirement (incl. SQL on SQLite), test_failure (sandbox)."""
+
+import pytest
+
+from gptlab.evaluate.diagnose import Sample, diagnose, diagnose_many
+from gptlab.evaluate.diagnose.code import classify_line, no_code
+from gptlab.evaluate.diagnose.program import build_program
+from gptlab.evaluate.diagnose.requirements import VOCABULARY, missing_requirement
+from gptlab.evaluate.diagnose.sql import run_on_schema
+from gptlab.evaluate.diagnose.syntax import parse
+from gptlab.evaluate.sandbox import isolation
+
+SCHEMA = ("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, amount REAL);\n"
+          "INSERT INTO orders VALUES (1, 'a', 10), (2, 'a', 5), (3, 'b', 7);\n")
+
+
+def code(completion, language="python", prefix="def f(xs):\n", **kw):
+    return Sample(id="t", domain="code", prompt="# task\n" + prefix, completion=completion, language=language,
+                  code_prefix=prefix, **kw)
+
+
+# ---------------------------------------------------------------- no_code
+
+@pytest.mark.parametrize("language,line,kind", [
+    ("python", "for n in nums:", "code"),
+    ("python", "    const r = xs.map(x => x * 2);", "foreign"),
+    ("python", "The function does not take any additional arguments.", "prose"),
+    ("go", "os.environ['PORT'] = 8080", "foreign"),
+    ("go", "\tr := []rune(s)", "code"),
+    ("java", "        for (int i = 1; i < n; i++) {", "code"),
+    ("java", "        best = values[0]", "foreign"),
+    ("sql", " c.name, SUM(o.amount) AS total", "code"),
+    ("jsx", "  useEffect(() => {", "code"),
+    ("javascript", "  });", "neutral"),
+])
+def test_line_classes(language, line, kind):
+    assert classify_line(line, line, language) == kind
+
+
+def test_no_code_for_prose_answer_and_for_other_language():
+    prose = "    This function sorts the list. It picks a pivot and splits the list into two parts.\n"
+    assert no_code(build_program("def f(xs):\n", prose, "python"), "python").failed
+    python_in_go = "    return s[::-1]\n\ndef is_palindrome(s):\n    return s == s[::-1]\n"
+    f = no_code(build_program("func Reverse(s string) string {\n", python_in_go, "go"), "go")
+    assert f.failed and f.metrics["foreign_lines"] >= 2
+
+
+def test_code_with_a_docstring_and_a_comment_is_code():
+    body = '    """Return the doubled values.\n\n    Longer explanation of what it does.\n    """\n' \
+           "    # one pass\n    return [2 * x for x in xs]\n"
+    assert not no_code(build_program("def f(xs):\n", body, "python"), "python").failed
+
+
+def test_empty_completion_is_no_code_with_reason():
+    d = diagnose(code(""))
+    assert d.failures == ["no_code"] and d.evidence["no_code"]["reason"] == "empty completion"
+
+
+# ---------------------------------------------------------------- syntax_error
+
+def test_syntax_errors_name_line_and_message():
+    assert parse("def f(:\n    pass\n", "python").error["line"] == 1
+    go = parse("package main\nfunc main() {\n\tfmt.Println(1\n}\n", "go")
+    assert not go.ok and go.error["message"].startswith(("missing", "unexpected"))
+    assert not parse("public class A { void f() { return this).x; } }", "java").ok
+    assert not parse("function A() { return <div><p>x</div>; }", "jsx").ok
+    assert parse("function A() { return <div className='x'>Don't {1}</div>; }", "jsx").ok
+
+
+def test_sql_syntax_uses_sqlglot_then_sqlite():
+    assert parse("SELECT a FROM t GROUP BY a", "sql").ok
+    assert parse("SELECT x::int FROM t", "sql").ok              # PostgreSQL cast, rendered for SQLite
+    assert not parse("SELECT SUM(a FROM t", "sql").ok
+    lenient = parse("SELECT a FROM t GROUP BY\nORDER BY a", "sql")   # sqlglot alone accepts this
+    assert not lenient.ok and "SQLite" in lenient.error["message"]
+    assert not parse("SELECT", "sql").ok
+
+
+def test_truncated_trailing_helper_is_dropped_not_a_syntax_error():
+    completion = "    return sorted(xs)\n\n\ndef test_f():\n    assert f([2, 1]) == [1, 2\n"
+    d = diagnose(code(completion), execute=False)
+    assert "syntax_error" not in d.failures and d.metrics["program_dropped_tail"] is True
+    cut = "    return sorted(xs)\n\n\ndef test_f():\n    assert f([2, 1]) == [1, 2\nprint('x')\n"
+    assert "syntax_error" in diagnose(code(cut), execute=False).failures   # cut, so not a token-limit tail
+
+
+# ---------------------------------------------------------------- missing_requirement
+
+def test_requirements_on_the_parse_tree():
+    def missing(program, language, *req):
+        return missing_requirement(parse(program, language).tree, program, language, req)
+    assert not missing("def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n", "python",
+                       "recursion").failed
+    f = missing("import os\ndef p():\n    return 8080\n", "python", "os_getenv", "recursion")
+    assert f.failed and f.evidence["missing"] == ["os_getenv", "recursion"]
+    assert not missing("import os\ndef p():\n    return int(os.environ['PORT'])\n", "python", "os_getenv").failed
+    go = ('package main\nimport ("os"; "os/signal")\n'
+          'func main() { c := make(chan os.Signal, 1); signal.Notify(c, os.Interrupt); <-c }\n')
+    assert not missing(go, "go", "signal_handling", "channel").failed
+    jsx = "function A({u}) { const [d, s] = useState(null); useEffect(() => { fetch(u) }, [u]); return <p/>; }"
+    assert not missing(jsx, "jsx", "useState", "useEffect", "fetch", "arrow_function").failed
+    assert missing(jsx, "jsx", "event_handler").failed
+    java = "class A { int f(int n) { return n <= 1 ? 1 : n * f(n - 1); } }"
+    assert not missing(java, "java", "recursion", "class").failed
+    assert missing(java, "java", "loop").failed
+
+
+def test_unknown_requirement_is_reported_not_failed():
+    f = missing_requirement(parse("def f(): pass\n", "python").tree, "def f(): pass\n", "python", ("telepathy",))
+    assert not f.failed and f.metrics["unknown_requirements"] == ["telepathy"]
+    assert set(VOCABULARY["jsx"]) >= {"useState", "useEffect", "event_handler"}
+
+
+def test_sql_requirements_and_run_on_schema():
+    kw = dict(language="sql", prefix="SELECT", schema=SCHEMA, requires=("group_by", "aggregate", "limit"))
+    good = diagnose(code(" customer, SUM(amount) AS total FROM orders GROUP BY customer ORDER BY total DESC LIMIT 5;",
+                         **kw))
+    assert good.failures == [] and good.metrics["sql_rows"] == 2
+    assert good.metrics["sql_columns"] == ["customer", "total"]
+    plain = diagnose(code(" customer FROM orders WHERE id = 1 ORDER BY customer;", **kw))
+    assert plain.failures == ["missing_requirement"]
+    assert plain.evidence["missing_requirement"]["missing"] == ["group_by", "aggregate", "limit"]
+    wrong = diagnose(code(" customer, SUM(total) FROM orders GROUP BY customer LIMIT 5;", **kw))
+    assert "no such column: total" in wrong.evidence["missing_requirement"]["sqlite_error"]
+
+
+def test_model_sql_cannot_attach_files_or_write(tmp_path):
+    target = tmp_path / "x.db"
+    assert "not authorized" in run_on_schema(f"ATTACH DATABASE '{target}' AS x", SCHEMA)["error"]
+    assert not target.exists()
+    assert "not authorized" in run_on_schema("DELETE FROM orders", SCHEMA)["error"]
+    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    assert "interrupted" in run_on_schema(slow, SCHEMA)["error"]
+    assert "schema_error" in run_on_schema("SELECT 1", "CREATE TABLE (")
+
+
+# ---------------------------------------------------------------- test_failure (the sandbox)
+
+needs_sandbox = pytest.mark.skipif(isolation() is None, reason="no sandbox isolation on this machine")
+TESTS = "assert f([3, 1, 2]) == [1, 2, 3]\nassert f([]) == []\n"
+
+
+@needs_sandbox
+def test_tests_run_in_the_sandbox_and_failures_carry_the_error():
+    ok, wrong, raises, loops = diagnose_many([
+        code("    return sorted(xs)\n", tests=TESTS),
+        code("    return sorted(xs, reverse=True)\n", tests=TESTS),
+        code("    return sorted(xs) - 1\n", tests=TESTS),
+        code("    while True:\n        pass\n", tests=TESTS),
+    ])
+    assert ok.failures == [] and ok.passed is True and ok.metrics["tests"].startswith("passed")
+    assert wrong.failures == ["test_failure"] and wrong.passed is False
+    assert wrong.evidence["test_failure"]["error"] == "AssertionError"
+    assert "TypeError" in raises.evidence["test_failure"]["error"]
+    assert loops.evidence["test_failure"]["status"] == "timeout"
+
+
+@needs_sandbox
+def test_humaneval_style_check_gets_the_entry_point():
+    tests = "def check(candidate):\n    assert candidate([2, 1]) == [1, 2]\n"
+    d = diagnose(code("    return sorted(xs)\n", tests=tests, entry_point="f"))
+    assert d.passed is True
+
+
+def test_not_executed_is_never_a_pass_or_a_failure():
+    d = diagnose(code("    return sorted(xs)\n", tests=TESTS), execute=False)
+    assert d.passed is None and "test_failure" not in d.failures
+    assert d.metrics["not_checked"]["test_failure"].startswith("not run")
+    go = diagnose(code("\treturn s\n}\n", language="go", prefix="func F(s string) string {\n", tests="assert 1"))
+    assert go.passed is None and "sandbox runs" in go.metrics["not_checked"]["test_failure"]
+
+
+def test_unsupported_language_is_a_clear_note():
+    d = diagnose(code("fn main() {}", language="rust"))
+    assert d.failures == []
+    assert "unsupported language 'rust'" in d.metrics["not_checked"]["syntax_error"]

@@ -1,0 +1,174 @@
+"""The prose detectors one by one: each fails what its definition names and passes its hard negatives."""
+
+from gptlab.evaluate.diagnose.echo import ECHO_WORDS_CODE, ECHO_WORDS_PROSE, prompt_echo
+from gptlab.evaluate.diagnose.figures import malformed_figure
+from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
+from gptlab.evaluate.diagnose.repetition import repetition_loop
+from gptlab.evaluate.diagnose.sample import MAX_CHARS, Sample, clean_text, normalise
+from gptlab.evaluate.diagnose.sec import applies, hallucinated_section
+
+PROMPT = ("The autonomic nervous system is the part of the nervous system that controls involuntary functions "
+          "such as heart rate, digestion and breathing. It is divided into")
+
+
+# ---------------------------------------------------------------- prompt_echo
+
+def test_echo_reports_the_copied_span_and_its_length():
+    copy = ("The autonomic nervous system is the part of the nervous system that controls involuntary functions "
+            "such as heart rate")
+    f = prompt_echo(PROMPT, " two parts. " + copy + " and more.")
+    assert f.failed
+    assert f.metrics["echo_words"] == len(copy.split())
+    assert f.evidence["span"] == copy
+    assert f.evidence["prompt_offset"] == 0
+
+
+def test_echo_threshold_is_in_words_and_differs_for_code():
+    words = PROMPT.split()
+    short = " ".join(words[:ECHO_WORDS_CODE])          # long enough for a code probe, not for prose
+    assert prompt_echo(PROMPT, "x " + short, code=True).failed
+    assert not prompt_echo(PROMPT, "x " + short).failed
+    assert prompt_echo(PROMPT, "x " + " ".join(words[:ECHO_WORDS_PROSE])).failed
+
+
+def test_stock_phrases_and_identifiers_are_not_echo():
+    prompt = "def quicksort(arr):\n    \"\"\"Sort arr in ascending order.\"\"\"\n"
+    code = "    if len(arr) <= 1:\n        return arr\n    return quicksort([x for x in arr[1:]])\n"
+    assert not prompt_echo(prompt, code, code=True).failed
+
+
+def test_whole_prompt_repeated_gets_a_hint():
+    f = prompt_echo(PROMPT, PROMPT + " two branches.")
+    assert f.failed and "strip the prompt" in f.evidence["hint"]
+
+
+# ---------------------------------------------------------------- repetition_loop
+
+def test_sentence_loop_in_prose():
+    text = "Stir well and add a pinch of salt. " * 5
+    f = repetition_loop(text)
+    assert f.failed
+    assert f.evidence["copies"] >= 4
+    assert "pinch of salt" in f.evidence["unit"]
+
+
+def test_scattered_repeats_of_one_phrase():
+    phrase = "the company may not be able to raise capital"
+    fillers = ["Sales grew in Europe.", "Our margins were stable through the year.",
+               "We opened two plants and closed one.", "Costs of raw materials rose sharply.",
+               "The board met eleven times."]
+    text = " ".join(f"{filler} Analysts warned that {phrase}." for filler in fillers)
+    f = repetition_loop(text)
+    assert f.failed
+    assert f.evidence["count"] == 5
+    assert f.evidence["phrase"] in "analysts warned that " + phrase
+
+
+def test_code_block_copies_that_differ_only_in_a_number():
+    blocks = "".join(f"\ndef sort_{i}(arr):\n    arr.sort(quicksort)\n    return arr\n" for i in range(2, 7))
+    assert repetition_loop("    return quicksort(left) + right\n" + blocks, code=True).failed
+
+
+def test_lines_that_grow_each_time_are_a_loop():
+    lines = "".join(f"print(f([{', '.join(map(str, range(k)))}]))\n" for k in range(2, 9))
+    f = repetition_loop("    return [x * x for x in xs]\n" + lines, code=True)
+    assert f.failed and f.evidence["copies"] >= 6
+
+
+def test_legit_repetition_is_not_a_loop():
+    imports = "import os\nimport sys\nimport json\nimport time\nimport re\nimport math\n"
+    assert not repetition_loop(imports, code=True).failed
+    go = ("\tif err != nil {\n\t\treturn nil, err\n\t}\n\tx, err := parse(b)\n"
+          "\tif err != nil {\n\t\treturn nil, err\n\t}\n\ty, err := load(x)\n"
+          "\tif err != nil {\n\t\treturn nil, err\n\t}\n\treturn y, nil\n}\n")
+    assert not repetition_loop(go, code=True).failed
+    figures = "Revenue was 1.8, 1.5, 2.3, 4.1, 0.9, 3.3 and 2.2 billion in the seven regions."
+    assert not repetition_loop(figures).failed
+
+
+# ---------------------------------------------------------------- word_fixation / number_fixation
+
+def test_word_fixation_counts_plural_and_possessive_together():
+    text = ("Our ecosystem matters. The ecosystem's partners leave the ecosystem, and ecosystems shrink. We fund "
+            "the ecosystem, the ecosystem grows, the ecosystem pays, and our ecosystem wins.")
+    f = word_fixation(text)
+    assert f.failed and f.evidence["word"] == "ecosystem" and f.evidence["count"] == 8
+
+
+def test_topic_word_in_normal_prose_is_not_fixation():
+    text = ("Net revenue grew 8% to $12.4 billion. Revenue from data centers rose, while gaming revenue fell. "
+            "Gross margin improved on a better product mix, and operating expenses grew with headcount. We "
+            "expect revenue growth to continue as new products ship and customers expand their deployments.")
+    assert not word_fixation(text).failed
+
+
+def test_number_run_copied_from_prompt():
+    prompt = "Our current ratio was 1.8 in 2024, 1.5 in 2023 and 1.6 in 2022."
+    f = number_fixation(prompt, " The ratios were 1.8, 1.5, 1.6, 1.8, 1.6, 1.5, 1.8 and 1.6.")
+    assert f.failed and f.evidence["numbers"] == 8 and f.evidence["repeated"] == 1.0
+
+
+def test_table_of_fresh_figures_is_not_number_fixation():
+    table = "Cash 2,412 1,876 1,530 1,244 1,101 998 870 Receivables 3,320 3,015 2,870 2,700"
+    f = number_fixation("The table shows our balances.", table)
+    assert not f.failed and f.metrics["longest_number_run"] >= 7
+
+
+# ---------------------------------------------------------------- hallucinated_section / malformed_figure
+
+def test_invented_item_and_wrong_title_are_hallucinated():
+    f = hallucinated_section("Our business could be harmed.\n\nItem 1B. Sustainable Risks\n\nWe face risks.")
+    assert f.failed and "Unresolved Staff Comments" in f.evidence["items"][0]["why"]
+    f = hallucinated_section("ITEM 1A. LEGAL PROCEEDINGS\nNone.")
+    assert f.failed and "Item 3" in f.evidence["items"][0]["why"]
+    assert hallucinated_section("as described in Item 1D. Supplier Concentration.").failed
+    assert hallucinated_section("Item 17. Governance").failed
+
+
+def test_real_items_headings_and_references_pass():
+    text = ("Item 1A. Risk Factors\nRisks.\nItem 1B. Unresolved Staff Comments\nNone.\nItem 6. [Reserved]\n"
+            "PART II\nItem 7. Management’s Discussion and Analysis of Financial Condition\n"
+            "See Item 1A of Part I, Items 7 and 7A, and Item 2.02 of the Form 8-K.\nItem 4. Not applicable.")
+    f = hallucinated_section(text)
+    assert not f.failed, f.evidence
+    assert f.metrics["item_headings"] == 5
+
+
+def test_section_check_applies_to_finance_text_only():
+    assert applies("finance", "anything")
+    assert applies("legal", "Form 10-K for the fiscal year")
+    assert not applies("general", "Item 17 on the list of groceries")
+
+
+def test_malformed_figures_each_rule():
+    cases = {"$5.42%": "currency_percent", "$1,23,456": "bad_grouping", "4.2.1 billion": "several_decimal_points",
+             "$$620 million": "doubled_sign", "12% million": "stacked_units"}
+    for figure, rule in cases.items():
+        f = malformed_figure(f"Growth was {figure} in the year.")
+        assert f.failed and f.evidence["figures"][0]["rule"] == rule, figure
+
+
+def test_real_figures_are_not_malformed():
+    text = ("Revenue was $1,234,567 thousand, or 12.5%, up from (1,234); rates of 3.25%–3.50%; $0.01 par value; "
+            "see Note 4.2.1 and Section 10-K; pages 1,2,3; 1,000,000 shares; $ 574,785 and 2023,2024.")
+    assert not malformed_figure(text).failed
+
+
+# ---------------------------------------------------------------- input hygiene
+
+def test_clean_text_handles_bad_input():
+    text, notes = clean_text(b"caf\xe9 \xff ok")
+    assert "\ufffd" in text and notes == ["invalid UTF-8 replaced by U+FFFD"]
+    text, notes = clean_text("lone \ud800 surrogate")
+    text.encode("utf-8")
+    assert notes == ["unpaired surrogates replaced by U+FFFD"]
+    text, notes = clean_text("x" * (MAX_CHARS + 10))
+    assert len(text) == MAX_CHARS and "analysed" in notes[0]
+
+
+def test_normalise_fills_defaults_and_folds_language_names():
+    s, notes = normalise(Sample(id=7, domain="", prompt=None, completion="a\x00b", language="Py",
+                                requires="recursion"))
+    assert (s.id, s.domain, s.prompt, s.completion, s.language, s.requires) == \
+        ("7", "general", "", "ab", "python", ("recursion",))
+    assert notes == {"completion": ["NUL characters removed"]}

