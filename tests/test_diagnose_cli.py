@@ -29,7 +29,8 @@ def test_json_lines_one_per_input_in_order(tmp_path):
     assert rows[0]["evidence"]["hallucinated_section"]["items"][0]["heading"] == "Item 1B. Sustainable Risks"
     assert rows[1]["failures"] == ["syntax_error"] and rows[1]["evidence"]["syntax_error"]["line"] == 2
     assert rows[2]["failures"] == [] and "echo_words" in rows[2]["metrics"]
-    assert all(set(r) >= {"id", "failures", "metrics", "evidence"} for r in rows)
+    assert all(set(r) == {"id", "failures", "metrics", "evidence", "passed"} for r in rows)
+    assert rows[1]["passed"] is None                       # --no-exec: not executed, not "failed"
 
 
 def test_table_has_a_row_per_sample_and_a_verdict_per_domain(tmp_path):

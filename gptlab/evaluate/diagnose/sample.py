@@ -57,7 +57,7 @@ class Diagnosis:
 
     def to_json(self) -> dict:
         return {"id": self.id, "failures": list(self.failures), "metrics": self.metrics,
-                "evidence": self.evidence}
+                "evidence": self.evidence, "passed": self.passed}
 
 
 def clean_text(value, limit: int = MAX_CHARS) -> tuple[str, list[str]]:
