@@ -161,7 +161,7 @@ def test_bad_sampling_parameters_are_one_line_errors(tok):
         e.generate([Request("x", -0.5)], 5)
 
 
-PEERS = Path(__file__).resolve().parent.parent.parent / "shared" / "peers"
+PEERS = Path(__file__).resolve().parent / "fixtures" / "peers"
 FAMILIES = ["nanochat/base_dir/base_checkpoints/d2", "nanogpt/out-pystdlib-char", "llmc/gpt2_tiny.bin",
             "hf_gpt2/trained_200steps"]
 
@@ -170,7 +170,7 @@ FAMILIES = ["nanochat/base_dir/base_checkpoints/d2", "nanogpt/out-pystdlib-char"
 def test_every_family_samples_the_same_alone_and_batched(where):
     from gptlab.checkpoints import discover, load
     if not (PEERS / where).exists():
-        pytest.skip(f"peer checkpoint {where} not here (shared/peers)")
+        pytest.skip(f"peer checkpoint {where} missing from tests/fixtures/peers")
     loaded = load(discover(PEERS / where)[-1])
     e = Engine(loaded.model, loaded.tokenizer)
     reqs = [Request("def quicksort(arr):", 0.8, i) for i in range(3)] + [Request("import os\n", 0.0)]
