@@ -1,6 +1,6 @@
 """How often each text detector fires on human writing: the calibration behind docs/failure_modes.md.
 
-    python bench/diagnose_calibrate.py [--corpus /work/shared/corpus] [--n 400] [--seed 0]
+    python bench/diagnose_calibrate.py [--corpus DIR (default: gptlab/corpus; a larger corpus of <domain>.jsonl files works too)] [--n 400] [--seed 0]
 
 Human text from the corpus plays the model: a document's passage of 30 words is the prompt, the next
 80-160 words its "completion". Every detector whose threshold was set on human text runs on these pairs,
@@ -33,8 +33,14 @@ CODE = ("code_python", "code_go", "code_java", "code_javascript", "code_sql")
 
 
 def documents(corpus: Path, name: str) -> list[str]:
-    with open(corpus / f"{name}.jsonl", encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f]
+    """A domain's documents: <name>.jsonl, or the shipped slice's <name>.train.jsonl + <name>.val.jsonl."""
+    files = [corpus / f"{name}.jsonl"] if (corpus / f"{name}.jsonl").exists() else \
+        [corpus / f"{name}.train.jsonl", corpus / f"{name}.val.jsonl"]
+    out = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            out += [json.loads(line)["text"] for line in f]
+    return out
 
 
 def prose_pairs(docs: list[str], n: int, rnd: random.Random) -> list[tuple[str, str, str]]:
@@ -71,7 +77,7 @@ def rate(flags) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", default="/work/shared/corpus", type=Path)
+    ap.add_argument("--corpus", default=Path(__file__).resolve().parent.parent / "gptlab" / "corpus", type=Path)
     ap.add_argument("--n", type=int, default=400, help="pairs / windows per domain")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

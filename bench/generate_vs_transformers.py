@@ -2,7 +2,7 @@
 
     python bench/generate_vs_transformers.py                          GPT-2 124M shape, CPU, float32
     python bench/generate_vs_transformers.py --device cuda --dtype bfloat16 --batch 64
-    python bench/generate_vs_transformers.py --weights ../shared/peers/hf_gpt2/trained_200steps
+    python bench/generate_vs_transformers.py --weights tests/fixtures/peers/hf_gpt2/trained_200steps
 
 The weights: GPT-2 small's configuration (12 layers, 12 heads, width 768, vocabulary 50,257, 1,024
 positions), randomly initialised by transformers' `GPT2LMHeadModel` with torch seed 0 — nothing can be

@@ -105,8 +105,8 @@ def test_the_shipped_example_parses():
 @pytest.mark.parametrize("body,needle", [
     ('check = { kind = "less", left = { model = "C", metric = "bpb" }, right = { model = "code", metric = "bpb" } }',
      "check.left.model 'C' is not defined in [models]"),
-    ('check = { kind = "less", left = { model = "code", metric = "bleu" }, right = { model = "code", metric = "bpb" } }',
-     "check.left.metric must be one of"),
+    ('check = { kind = "less", left = { model = "code", metric = "bleu" }, '
+     'right = { model = "code", metric = "bpb" } }', "check.left.metric must be one of"),
     ('check = { kind = "above", left = { model = "code", metric = "bpb" }, value = "high" }',
      "check.value must be a number"),
     ('check = { kind = "above", left = { model = "code", metric = "bpb" }, value = 1 }\nmargins = { true = "big" }',
@@ -123,8 +123,9 @@ def test_the_shipped_example_parses():
      "unknown key 'severity'"),
 ])
 def test_bad_claims_are_one_line_errors_naming_the_claim(body, needle):
-    text = HEAD + '[[claims]]\nstatement = "fine"\ncheck = { kind = "less", left = { model = "code", metric = "bpb" }, ' \
-                  'right = { model = "prose", metric = "bpb" } }\n\n[[claims]]\nstatement = "The bad one"\n' + body
+    text = (HEAD + '[[claims]]\nstatement = "fine"\ncheck = { kind = "less", left = { model = "code", '
+            'metric = "bpb" }, right = { model = "prose", metric = "bpb" } }\n\n[[claims]]\n'
+            'statement = "The bad one"\n' + body)
     with pytest.raises(GptlabError) as e:
         parse_claims(text, "claims.toml")
     msg = str(e.value)
@@ -194,3 +195,16 @@ def test_report_renders_the_claims_table(store, tmp_path):
     with pytest.raises(GptlabError, match="claim 1"):
         write_report(store, ["code"], tmp_path / "report2", claims=str(bad))
     assert not (tmp_path / "report2" / "report.md").exists()
+
+
+def test_a_check_may_be_a_table_of_its_own(store):
+    [r] = run(store, '''
+        [[claims]]
+        statement = "Code model wins on code"
+        margins = { true = 0.05 }
+        [claims.check]
+        kind = "less"
+        left = { model = "code", metric = "bpb", group = "code" }
+        right = { model = "prose", metric = "bpb", group = "code" }
+        ''')
+    assert r.verdict == "true" and r.statement == "Code model wins on code"

@@ -1,6 +1,7 @@
 """`gptlab compare` (gptlab/evaluate/compare.py, measurements.py, report/sections_compare.py): the numbers on
 a store with known differences, the rendered pages, and the command end to end on a tiny trained run."""
 
+import math
 import re
 
 import pytest
@@ -37,6 +38,8 @@ def test_labels_and_steps(store):
         resolve(store, ["code@7"])
     with pytest.raises(GptlabError, match="runs in the store: code, gpt2, prose"):
         resolve(store, ["nothing"])
+    with pytest.raises(GptlabError, match="code and code@240 are the same weights"):
+        resolve(store, ["code", "code@240"])
 
 
 def test_bpb_per_domain_is_ranked_and_paired(comparison):
@@ -160,6 +163,29 @@ def test_report_states_the_prompt_length_effect(store, tmp_path):
     from gptlab.report import write_report
     md = write_report(store, ["code"], tmp_path / "report")["markdown"].read_text()
     part = md.split("## Prompt length\n", 1)[1].split("\n## ", 1)[0]
-    assert "`code_quicksort` / `code_quicksort_long`" in part and "`complete_java_add` / `complete_java_add_long`" in part
+    assert "`code_quicksort` / `code_quicksort_long`" in part
+    assert "`complete_java_add` / `complete_java_add_long`" in part
     assert "| code@240 | failure rate (any) | 2 | 81% [" in part
     assert "code@240: failure rate (any) short - long = +0.56 [" in part and "short prompts do worse" in part
+
+
+def test_a_run_directory_elsewhere_is_found_by_its_name(store):
+    [ref] = resolve(store, ["/elsewhere/runs/prose@240"])
+    assert ref.label == "prose@240" and ref.weights_hash == "h-prose"
+
+
+def test_empty_documents_are_dropped_and_lopsided_text_is_flagged(tmp_path):
+    from types import SimpleNamespace as NS
+    s = build_store(tmp_path / "l.sqlite")
+    for h, bpb in (("h-code", 1.2), ("h-prose", 1.6)):
+        docs = [NS(nll=bpb * math.log(2) * b, bytes=b) for b in (12000, 3, 0, 0)]
+        s.put_bpb(h, "code_sql", "data-sql", "bpb-1", NS(bpb=bpb, nll=sum(d.nll for d in docs), bytes=12003,
+                                                         tokens=4000, docs=docs))
+    meas = Measurements(s, resolve(s, ["code", "prose"]), suite=None)
+    u = meas.bpb("code@240", domain="code_sql")
+    assert u.info["documents"] == 2 and u.info["effective"] == pytest.approx(1.0, abs=0.01)
+    c = build(meas, resamples=200)
+    assert rows(c.bpb, "code_sql").paired
+    md = write_comparison(c, None, tmp_path / "out")["markdown"].read_text()
+    assert "fewer than 5 effective documents" in md and "code_sql (1.0)" in md
+    s.close()

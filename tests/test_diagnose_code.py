@@ -174,3 +174,13 @@ def test_unsupported_language_is_a_clear_note():
     d = diagnose(code("fn main() {}", language="rust"))
     assert d.failures == []
     assert "unsupported language 'rust'" in d.metrics["not_checked"]["syntax_error"]
+
+
+@pytest.mark.parametrize("prefix,completion,language", [
+    ("def square(x):", "\n    return x * x\n", "python"),
+    ("public int add(int a, int b) {", "\n        return a + b;\n    }\n", "java"),
+    ("for i in range(n):", "\n    total += values[i] * weights[i]\n", "python"),
+])
+def test_a_correct_one_line_body_is_code(prefix, completion, language):
+    d = diagnose(Sample("one", "code", prefix, completion, language=language, code_prefix=prefix), execute=False)
+    assert "no_code" not in d.failures and "syntax_error" not in d.failures, d.evidence

@@ -90,6 +90,9 @@ def test_pairing_by_document_removes_document_difficulty():
     assert with_pairs.significant and with_pairs.high < 0
     assert not without.significant
     assert (with_pairs.high - with_pairs.low) * 5 < without.high - without.low
+    reverse = stats.difference(pb, pa)
+    assert (reverse.value, reverse.low, reverse.high) == pytest.approx((-with_pairs.value, -with_pairs.high,
+                                                                        -with_pairs.low))
 
 
 def test_difference_of_independent_rates_matches_the_normal_approximation():

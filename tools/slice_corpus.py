@@ -54,9 +54,13 @@ def main():
             if budget <= 0:
                 break
             text = doc["text"].encode()[:budget].decode(errors="ignore")
-            doc["text"] = text if len(text.encode()) < budget else text[: text.rfind("\n") + 1]
+            cut = len(text.encode()) >= budget
+            doc["text"] = text[: text.rfind("\n") + 1] if cut else text
+            if doc["text"].strip():
+                demo.append(json.dumps(doc))
             budget -= len(doc["text"].encode())
-            demo.append(json.dumps(doc))
+            if cut:                 # the budget ends inside this document: no crumbs of the next ones
+                break
         (dst / "demo" / f.name).write_text("\n".join(demo) + "\n")
     shutil.copy(src / "SOURCES.md", dst / "SOURCES.md")
 

@@ -15,9 +15,11 @@ The file (schema version 1; every key below, any other is an error naming the cl
     [[claims]]
     statement = "The code-trained model beats the prose-trained one on code"
     comment = "..."                      # optional, shown with the verdict
-    check = { kind = "less", left = { model = "code", metric = "bpb", group = "code" },
-              right = { model = "prose", metric = "bpb", group = "code" } }
     margins = { true = 0.05, mostly_true = 0.0, false = 0.0 }    # optional; each defaults to 0
+    [claims.check]                       # or inline, on one line: check = { kind = "less", ... }
+    kind = "less"
+    left = { model = "code", metric = "bpb", group = "code" }
+    right = { model = "prose", metric = "bpb", group = "code" }
 
 Checks (`kind`): `less` / `greater` (left vs right measurement), `below` / `above` (left vs a number `value`),
 `order` (`models = [best, ..., worst]` on one `measure` table without `model`; `better = "lower"|"higher"`,
@@ -51,7 +53,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 from gptlab.evaluate import stats
-from gptlab.evaluate.measurements import ANY, Measurements, resolve
+from gptlab.evaluate.measurements import ANY, Measurements, pick, resolve
 
 SCHEMA_VERSION = 1
 VERDICTS = ("true", "mostly true", "inconclusive", "false")
@@ -280,22 +282,20 @@ def load_claims(path: str | Path) -> ClaimsFile:
 # ---------------------------------------------------------------- checking
 
 
-def check_file(path, store, *, resamples: int = stats.RESAMPLES, seed: int = 0) -> list[Result]:
-    return check(load_claims(path), store, resamples=resamples, seed=seed)
-
-
 def check(cf: ClaimsFile, store, *, resamples: int = stats.RESAMPLES, seed: int = 0) -> list[Result]:
     """Every claim's verdict; a claim the store cannot answer is an error naming it."""
-    from gptlab.evaluate.measurements import _pick
     used = {a for c in cf.claims for a in _aliases(c.check)}
     aliases = [a for a in cf.models if a in used]
     rows = []
     for a in aliases:
         try:
-            rows.append(_pick(store, cf.models[a]))
+            rows.append(pick(store, cf.models[a]))
         except GptlabError as e:
             raise GptlabError(f"{cf.path}: [models] {a}: {e}") from None
-    refs = resolve(store, [cf.models[a] for a in aliases], rows)
+    try:
+        refs = resolve(store, [cf.models[a] for a in aliases], rows)
+    except GptlabError as e:
+        raise GptlabError(f"{cf.path}: [models]: {e}") from None
     labels = {a: r.label for a, r in zip(aliases, refs)}
     meas = Measurements(store, refs, suite=cf.suite, temperature=cf.temperature)
     from gptlab.evaluate.claims_verdict import judge

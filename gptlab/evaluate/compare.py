@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 from gptlab.evaluate import stats
-from gptlab.evaluate.measurements import PREFERRED_TEMPERATURE, Measurements, ModelRef, resolve
+from gptlab.evaluate.measurements import ANY, PREFERRED_TEMPERATURE, Measurements, ModelRef, pick, resolve
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Row:
     diffs: dict[tuple[str, str], stats.Interval] = field(default_factory=dict)
     paired: bool = False
     units: str = ""                 # what was resampled, for the caption: "37 documents"
+    effective: float | None = None  # bpb: the fewest effective documents of any model (measurements.py)
 
     def order_text(self) -> str:
         """'A < B ≈ C' for lower-is-better ('>' otherwise): '≈' where neighbours do not differ significantly."""
@@ -49,7 +50,7 @@ class Row:
 class LengthEffect:
     """Short prompts minus their long twins, for one model."""
     label: str
-    what: str                       # "failure rate (any)" | "pass@1"
+    what: str                       # "failure rate (any)", "failure rate (no_code)" ... | "pass@1"
     short: stats.Interval | None
     long: stats.Interval | None
     effect: stats.Interval | None   # short - long
@@ -94,8 +95,10 @@ def build(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0
             [(f"group {g}", {"group": g}) for g in meas.groups()] + \
             [(d, {"domain": d}) for d in meas.domains]:
         units = {lab: _try(meas.bpb, lab, **kw) for lab in labels}
-        n = next((u.info["documents"] for u in units.values() if u is not None), 0)
-        bpb.append(_row(name, units, True, resamples, seed, f"{n} documents"))
+        scored = [u for u in units.values() if u is not None]
+        row = _row(name, units, True, resamples, seed, f"{scored[0].info['documents'] if scored else 0} documents")
+        row.effective = min((u.info["effective"] for u in scored), default=None)
+        bpb.append(row)
     failures, modes, pass_at, length = [], [], [], []
     if meas.probes:
         domains = sorted({p["domain"] for p in meas.probes.values()})
@@ -120,25 +123,32 @@ def build(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0
 
 
 def prompt_length(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0) -> list[LengthEffect]:
-    """Per model: failure rate (any) and pass@1 of short prompts, of their long twins, and short - long."""
+    """Per model: failure rate (any, then each mode seen in the twins' samples) and pass@1 of short prompts,
+    of their long twins, and short - long. The modes matter when "any" saturates: a small model fails every
+    code sample, yet writes no code at all far more often after a one-line prompt."""
     pairs = meas.twins()
     if not pairs:
         return []
     short, long = [s for s, _ in pairs], [lo for _, lo in pairs]
     tested = [(s, lo) for s, lo in pairs if meas.probes[s]["tests"] and meas.probes[lo]["tests"]]
+    modes = sorted({m for rows in meas.samples.values() for r in rows if r["probe"] in short + long
+                    for m in r["failures"]})
+    kw = {"resamples": resamples, "seed": seed}
+
+    def effect(label, what, a, b, n):
+        return LengthEffect(label, what, stats.estimate(a, **kw), stats.estimate(b, **kw),
+                            stats.difference(a, b, **kw), n)
+
     out = []
     for lab in meas.models:
-        a, b = meas.failure_rate(lab, short), meas.failure_rate(lab, long)
-        out.append(LengthEffect(lab, "failure rate (any)", stats.estimate(a, resamples=resamples, seed=seed),
-                                stats.estimate(b, resamples=resamples, seed=seed),
-                                stats.difference(a, b, resamples=resamples, seed=seed), len(pairs)))
+        for mode in [ANY] + modes:
+            out.append(effect(lab, f"failure rate ({mode})", meas.failure_rate(lab, short, mode),
+                              meas.failure_rate(lab, long, mode), len(pairs)))
         if tested:
             a = _try(meas.pass_at, lab, [s for s, _ in tested], 1)
             b = _try(meas.pass_at, lab, [lo for _, lo in tested], 1)
             if a is not None and b is not None:
-                out.append(LengthEffect(lab, "pass@1", stats.estimate(a, resamples=resamples, seed=seed),
-                                        stats.estimate(b, resamples=resamples, seed=seed),
-                                        stats.difference(a, b, resamples=resamples, seed=seed), len(tested)))
+                out.append(effect(lab, "pass@1", a, b, len(tested)))
     return out
 
 
@@ -146,8 +156,8 @@ def prompt_length(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed:
 
 
 def _common_domains(refs, explicit):
-    """{name: files} every model is scored on: --bpb, else the first gptlab run's val domains, else None
-    (evaluate then uses the shipped corpus for every model)."""
+    """{name: files} every model is scored on: --bpb, else the first gptlab run's val domains, else the
+    sample corpus shipped with gptlab."""
     from gptlab.checkpoints.gptlab_run import run_dir_of
     from gptlab.evaluate import bpb_domains
     if explicit:
@@ -190,10 +200,11 @@ def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite:
                   temperature: float | None = None, resamples: int = stats.RESAMPLES, **eval_kw) -> dict:
     """Evaluate what is missing (eval_kw go to gptlab.evaluate.run.evaluate), measure, render; returns
     {"comparison", "claims", "markdown", "html"}. Intervals use bootstrap seed 0, so they never change."""
-    from gptlab.evaluate.claims import check_file, load_claims
+    from gptlab.evaluate.claims import check, load_claims
     from gptlab.store import Store
     if len(targets) < 1:
         raise GptlabError("compare: give at least one PATH")
+    claims_file = load_claims(claims) if claims else None        # a bad file fails before any model runs
     refs = {t: _newest_ref(t) for t in targets}
     on_disk = [r for r in refs.values() if r is not None]
     if evaluate_missing and on_disk:
@@ -206,18 +217,14 @@ def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite:
     store = Store(db)
     try:
         rows = [_stored_row(store, refs[t]) if refs[t] is not None and evaluate_missing else None for t in targets]
-        from gptlab.evaluate.measurements import _pick
-        rows = [r if r is not None else _pick(store, t) for t, r in zip(targets, rows)]
+        rows = [r if r is not None else pick(store, t) for t, r in zip(targets, rows)]
         models = resolve(store, targets, rows)
         meas = Measurements(store, models, suite=suite, temperature=temperature)
         comparison = build(meas, resamples=resamples)
-        verdicts = None
-        if claims:
-            verdicts = check_file(claims, store, resamples=resamples)
+        verdicts = check(claims_file, store, resamples=resamples) if claims_file else None
         from gptlab.report.sections_compare import write_comparison
-        title = load_claims(claims).title if claims else ""
         written = write_comparison(comparison, verdicts, out or "compare", store_path=str(store.path),
-                                   claims_title=title)
+                                   claims_title=claims_file.title if claims_file else "")
     finally:
         store.close()
     return {"comparison": comparison, "claims": verdicts, **written}

@@ -4,8 +4,9 @@
     gptlab check examples/claims.toml --db results.sqlite
 
 A model is named by a PATH (a run directory: its newest checkpoint; a checkpoint), a run name in the store, or
-either with `@STEP`; its label is `run@step`, or the target as given when that is ambiguous. `Measurements`
-reads the store once and hands out `gptlab.evaluate.stats.Units`:
+either with `@STEP`; a run directory that is not on this machine is looked up by its folder's name. Its label
+is `run@step`, or the target as given when that is ambiguous. `Measurements` reads the store once and hands
+out `gptlab.evaluate.stats.Units`:
 
   * bpb of a data domain, of a group of domains (the `group` of the run config's `[[data.domains]]`; for
     the shipped corpus the groups of gptlab/presets/demo.toml), or of all domains: documents (nats, bytes)
@@ -50,14 +51,21 @@ class ModelRef:
         return self.row["weights_hash"]
 
 
-def _pick(store, target: str) -> dict:
+def pick(store, target: str) -> dict:
     """The `models` row a target names: its @STEP, else the newest checkpoint it matches."""
     from gptlab.report.select import select
     base, step = target, None
     head, sep, tail = target.rpartition("@")
     if sep and tail.isdigit() and not Path(target).exists():
         base, step = head, int(tail)
-    rows = select(store, [base]).models
+    try:
+        rows = select(store, [base]).models
+    except GptlabError:
+        # a run directory that is not on this machine: its run name (the folder's name) in the store
+        name = Path(base).name
+        if name == base or Path(base).exists() or not any(m["run"] == name for m in store.models()):
+            raise
+        rows = select(store, [name]).models
     if not rows:
         raise GptlabError(f"{target}: no results in {store.path}; evaluate it first: gptlab eval {base} "
                           f"--db {store.path}")
@@ -72,13 +80,16 @@ def _pick(store, target: str) -> dict:
 
 def resolve(store, targets: list[str], rows: list[dict] | None = None) -> list[ModelRef]:
     """ModelRefs for targets (rows: already known `models` rows, one per target); labels are unique."""
-    rows = rows or [_pick(store, t) for t in targets]
+    rows = rows or [pick(store, t) for t in targets]
+    seen = {}
+    for t, r in zip(targets, rows):
+        if r["weights_hash"] in seen:
+            raise GptlabError(f"{seen[r['weights_hash']]} and {t} are the same weights (hash {r['weights_hash']}); "
+                              f"name each model once")
+        seen[r["weights_hash"]] = t
     labels = [f"{r['run']}@{r['step']}" if r["run"] and r["step"] is not None else t for t, r in zip(targets, rows)]
-    if len(set(labels)) < len(labels):
+    if len(set(labels)) < len(labels):        # two runs of one name: the targets, distinct as weights are
         labels = list(targets)
-    if len(set(labels)) < len(labels):
-        dup = next(t for t in targets if targets.count(t) > 1)
-        raise GptlabError(f"{dup}: named twice")
     return [ModelRef(label, t, r) for label, t, r in zip(labels, targets, rows)]
 
 
@@ -124,13 +135,12 @@ class Measurements:
             by_domain[r["domain"]].append(r)
         self.bpb_rows: dict[str, dict[str, dict]] = {}          # domain -> label -> row
         for domain, rs in sorted(by_domain.items()):
-            votes = Counter((r["data_hash"], r["protocol"]) for r in rs)
-            newest = {}
+            scored, newest = defaultdict(set), {}             # (data hash, protocol) -> models, newest time
             for r in rs:
                 key = (r["data_hash"], r["protocol"])
+                scored[key].add(r["weights_hash"])
                 newest[key] = max(newest.get(key, 0), r["created_at"] or 0)
-            text = max(votes, key=lambda k: (len({r["weights_hash"] for r in rs if (r["data_hash"], r["protocol"]) == k}),
-                                             newest[k]))
+            text = max(scored, key=lambda k: (len(scored[k]), newest[k]))
             chosen = {}
             for label, m in self.models.items():
                 hit = [r for r in rs if r["weights_hash"] == m.weights_hash and (r["data_hash"], r["protocol"]) == text]
@@ -183,12 +193,17 @@ class Measurements:
             docs = _json(row["docs_json"], [])
             if not docs:                                  # a store without per-document sums: one unit
                 docs = [[row["nll"], row["bytes"]]]
-            columns += docs
-            strata += [s] * len(docs)
-            key.append((d, row["data_hash"], row["protocol"], len(docs)))
+            # an empty document scores no byte: it is no unit, and pairing needs the same kept documents
+            kept = [i for i, (_, nbytes) in enumerate(docs) if nbytes > 0]
+            columns += [docs[i] for i in kept]
+            strata += [s] * len(kept)
+            key.append((d, row["data_hash"], row["protocol"], tuple(kept)))
+        nbytes = np.array([b for _, b in columns], dtype=float)
+        # Kish's effective number of documents: one huge document among crumbs counts as about one
+        effective = float(nbytes.sum() ** 2 / (nbytes ** 2).sum()) if len(nbytes) else 0.0
         return Units(np.array(columns, dtype=float), np.array(strata), stats.bpb_statistic,
                      name=f"{label} bpb {'+'.join(domains)}", pair_key=tuple(key),
-                     info={"documents": len(columns), "domains": domains})
+                     info={"documents": len(columns), "effective": effective, "domains": domains})
 
     # ------------------------------------------------------------ samples
 
@@ -254,7 +269,8 @@ class Measurements:
             names = [probe] if isinstance(probe, str) else list(probe)
             for n in names:
                 if n not in self.probes:
-                    raise GptlabError(f"probe '{n}' has no samples in the store (probes: {', '.join(sorted(self.probes))})")
+                    known = ", ".join(sorted(self.probes))
+                    raise GptlabError(f"probe '{n}' has no samples in the store (probes: {known})")
             return names
         if domain is not None:
             names = sorted(n for n, p in self.probes.items() if p["domain"] == domain)

@@ -162,7 +162,8 @@ def difference(a: Units, b: Units, *, resamples: int = RESAMPLES, seed: int = 0,
     if paired(a, b):
         ca = a.columns.shape[1]
         joined = np.hstack([a.columns, b.columns])
-        sums = replicate_sums(joined, a.strata, resamples, rng_for(seed, f"{a.name} - {b.name}"))
+        # the key ignores the order, so b - a is exactly the negation of a - b
+        sums = replicate_sums(joined, a.strata, resamples, rng_for(seed, " - ".join(sorted((a.name, b.name)))))
         reps = np.asarray(a.statistic(sums[..., :ca])) - np.asarray(b.statistic(sums[..., ca:]))
     else:
         reps = replicates(a, resamples=resamples, seed=seed) - replicates(b, resamples=resamples, seed=seed)
@@ -175,7 +176,8 @@ def difference(a: Units, b: Units, *, resamples: int = RESAMPLES, seed: int = 0,
 
 def bpb_statistic(sums: np.ndarray) -> np.ndarray:
     """columns (nats, bytes): bits per byte = sum(nats) / (ln 2 x sum(bytes)) over every stratum."""
-    return sums[..., 0].sum(-1) / (LN2 * sums[..., 1].sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums[..., 0].sum(-1) / (LN2 * sums[..., 1].sum(-1))
 
 
 def rate_statistic(sums: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from pathlib import Path
 from gptlab.errors import GptlabError
 from gptlab.report.blocks import Cell, Note, P, Table, human, section
 
+FEW_DOCUMENTS = 5
+
 
 def _num(iv, digits=3) -> str:
     return iv.text(digits) if iv is not None else "–"
@@ -28,8 +30,13 @@ def _pct(iv) -> str:
     return f"{iv.value:.0%} [{iv.low:.0%}, {iv.high:.0%}]"
 
 
+def _points(x: float) -> str:
+    p = round(x * 100) or 0                       # never "-0%"
+    return f"{p:+d}%"
+
+
 def _pct_diff(d) -> str:
-    return f"{d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+    return f"{_points(d.value)} [{_points(d.low)}, {_points(d.high)}]"
 
 
 def _diff_text(row, labels, fmt) -> str:
@@ -79,13 +86,15 @@ def bpb_section(c):
     labels = [m.label for m in c.models]
     if not c.bpb:
         return section("Bits per byte", [Note("no bpb in the store for these models: run `gptlab eval`")])
-    few = [r.name for r in c.bpb if r.units and int(r.units.split()[0]) < 5]
+    few = [f"{r.name} ({r.effective:.1f})" for r in c.bpb if r.effective is not None and r.effective < FEW_DOCUMENTS]
     blocks = [_table(c.bpb, labels, _num, "domain", lambda d: d.text(3, signed=True),
                      "bits per byte (lower is better) on the same held-out text; groups pool their domains' "
                      "documents")]
     if few:
-        blocks.append(Note(f"fewer than 5 documents in {', '.join(few)}: a bootstrap over so few documents "
-                           f"understates the uncertainty; add val text for a trustworthy interval", kind="info"))
+        blocks.append(Note(f"fewer than {FEW_DOCUMENTS} effective documents (Kish: (sum of bytes)^2 / sum of "
+                           f"bytes^2) in {', '.join(few)}: a bootstrap over so few, or so unequal, documents "
+                           f"misstates the uncertainty; score more val text, in documents of similar size, "
+                           f"for a trustworthy interval", kind="info"))
     return section("Bits per byte", blocks)
 
 
@@ -164,7 +173,15 @@ def print_comparison(c, console=None) -> None:
         for r in rows:
             t.add_row(r.name, *[fmt(r.cells.get(lab)) for lab in labels], r.order_text())
         console.print(t)
-    from gptlab.report.sections_length import sentence
-    for e in c.length:
-        if e.effect is not None:
-            console.print("prompt length, " + sentence(e), highlight=False)
+    from gptlab.report.sections_length import headline, verdict
+    effects = headline(c.length)
+    if effects:
+        t = RichTable(title="prompt length: one-line prompts vs their long twins (intervals: the page)")
+        for h in ("model", "measure", "short", "long", "short - long", ""):
+            t.add_column(h, justify="right" if h in ("short", "long", "short - long") else "left",
+                         no_wrap=h in ("model", "short", "long", "short - long"))
+        for e in effects:
+            what = e.what.replace("failure rate (", "failure: ").rstrip(")")
+            t.add_row(e.label, what, f"{e.short.value:.2f}", f"{e.long.value:.2f}",
+                      e.effect.text(2, signed=True), verdict(e))
+        console.print(t)

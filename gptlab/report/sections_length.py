@@ -4,8 +4,8 @@
     gptlab compare runs/code_heavy runs/prose_heavy      (every model)
 
 The suite pairs probes with `twin_of` (the long prompt is the same task with more context: a docstring, the
-enclosing class). The effect is short minus long, for the failure rate (any mode) and for pass@1 where both
-twins have tests, computed by gptlab/evaluate/compare.py:prompt_length with the intervals of
+enclosing class). The effect is short minus long, for the failure rate (any mode, then each mode seen) and
+for pass@1 where both twins have tests, computed by gptlab/evaluate/compare.py:prompt_length with the intervals of
 gptlab/evaluate/stats.py: a positive failure-rate effect or a negative pass@1 effect means short prompts do
 worse; "no significant difference" when the interval includes 0.
 """
@@ -28,13 +28,19 @@ def _fmt(what: str, iv) -> str:
 
 def sentence(e) -> str:
     """'code@240: failure rate (any) short - long = +0.50 [+0.19, +0.81]: short prompts do worse'."""
+    return f"{e.label}: {e.what} short - long = {e.effect.text(2, signed=True)}: {verdict(e)}"
+
+
+def verdict(e) -> str:
+    """What an effect says in words ("short prompts do worse"), or that it is within the noise."""
     eff = e.effect
     if not eff.significant:
-        verdict = "no significant difference"
-    else:
-        worse = eff.value > 0 if e.what.startswith("failure") else eff.value < 0
-        verdict = "short prompts do worse" if worse else "short prompts do better"
-    return f"{e.label}: {e.what} short - long = {eff.text(2, signed=True)}: {verdict}"
+        return "no significant difference"
+    if e.what.startswith("failure rate (") and e.what != "failure rate (any)":
+        # one mode can fall because another took its place (no code at all cannot have a syntax error)
+        return f"{'more' if eff.value > 0 else 'less'} often after short prompts"
+    worse = eff.value > 0 if e.what.startswith("failure") else eff.value < 0
+    return "short prompts do worse" if worse else "short prompts do better"
 
 
 def length_blocks(effects, pairs: list[tuple[str, str]]) -> list:
@@ -49,7 +55,13 @@ def length_blocks(effects, pairs: list[tuple[str, str]]) -> list:
                   numeric=[False, False, True, True, True, True],
                   caption="95 % bootstrap intervals over generations; a positive failure-rate effect or a negative "
                           "pass@1 effect means short prompts do worse"),
-            Bullets([sentence(e) for e in effects if e.effect is not None])]
+            Bullets([sentence(e) for e in headline(effects)])]
+
+
+def headline(effects) -> list:
+    """The effects worth a sentence: any failure and pass@1 always, a single mode when significant."""
+    return [e for e in effects if e.effect is not None and
+            (e.what in ("failure rate (any)", "pass@1") or e.effect.significant)]
 
 
 def prompt_length_section(store, ctx):

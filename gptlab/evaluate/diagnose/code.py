@@ -45,9 +45,13 @@ def classify_line(raw: str, masked: str, language: str) -> str:
     return "code"
 
 
+# an operator between operands or a call: "return x * x", "a == b", "f(x)"; prose has almost none
+_CODE_SHAPE = re.compile(r"\w\s+[-+*/%]\s+\w|[=!<>]=|\w\(")
+
+
 def _is_prose(line: str) -> bool:
     tokens = line.split()
-    if len(tokens) < 4:
+    if len(tokens) < 4 or _CODE_SHAPE.search(line):
         return False
     plain = sum(1 for t in tokens if _PLAIN_WORD.fullmatch(t))
     return plain / len(tokens) >= 0.7
