@@ -36,27 +36,30 @@ def iter_documents(path: str | Path) -> Iterator[str]:
         return
     if suffix not in (".txt", ".jsonl", ".md", ".text"):
         raise GptlabError(f"{path}: unknown corpus format '{suffix}' (use .txt, .jsonl or .parquet)")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise GptlabError(f"{path}: undecodable bytes (not UTF-8) at line {line}, byte {e.start}") from None
     if suffix != ".jsonl":
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise GptlabError(f"{path}: not UTF-8 text at line {line}, byte {e.start}") from None
         if text.strip():
             yield text
         return
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise GptlabError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise GptlabError(f"{path}:{n}: expected an object with a string 'text' field")
-        if obj["text"]:
-            yield obj["text"]
+    with open(path, "rb") as f:            # line by line: memory stays flat however large the file
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise GptlabError(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line)") from None
+            except json.JSONDecodeError as e:
+                raise GptlabError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise GptlabError(f'{path}:{n}: no "text" string in this line')
+            if obj["text"]:
+                yield obj["text"]
 
 
 def _parquet_documents(path: Path) -> Iterator[str]:

@@ -175,7 +175,7 @@ def test_read_documents_txt_and_jsonl(tmp_path):
     ("notext.jsonl", b'{"text": "ok"}\n{"body": "x"}\n', r"notext.jsonl:2: no \"text\""),
     ("broken.jsonl", b'{"text": "ok"}\n{"text": \n', "broken.jsonl:2: not valid JSON"),
     ("latin1.txt", "caf\xe9".encode("latin-1"), "latin1.txt: not UTF-8"),
-    ("data.csv", b"text\n", "expected a .txt"),
+    ("data.csv", b"text\n", "unknown corpus format"),
 ])
 def test_read_documents_errors_name_file_and_line(tmp_path, name, content, match):
     (tmp_path / name).write_bytes(content)

@@ -161,8 +161,8 @@ def test_bad_corpus_and_config_give_one_line_errors(tmp_path, case):
     assert r.returncode == 2, r.stdout + r.stderr
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("gptlab: error:"), err
-    expect = {"missing": "not found", "empty": "no text", "undecodable": "line 2",
-              "unknown_key": "unknown key 'stepz'", "bad_jsonl": ":2: invalid JSON"}[case]
+    expect = {"missing": "not found", "empty": "no text", "undecodable": "not UTF-8 text at line 2",
+              "unknown_key": "unknown key 'stepz'", "bad_jsonl": ":2: not valid JSON"}[case]
     assert expect in err
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
 

@@ -31,7 +31,6 @@ compare command bootstraps confidence intervals over documents.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,38 +191,12 @@ def _score_batch(model, batch, token_bytes, device, takes_from) -> list[tuple[fl
 
 def read_documents(path: str | Path) -> Iterator[str]:
     """Documents of a bpb data file: `.txt` is one document; `.jsonl` has one JSON object per line whose
-    `text` is a document (blank lines are skipped). Streams; raises GptlabError naming the file and line."""
-    path = Path(path)
-    if path.suffix not in (".txt", ".jsonl"):
-        raise GptlabError(f"{path}: expected a .txt (one document) or .jsonl (one {{\"text\": ...}} per line) file")
-    if not path.is_file():
-        raise GptlabError(f"{path}: no such file")
-    if path.suffix == ".txt":
-        text = _read_text(path)
-        if not text:
-            raise GptlabError(f"{path}: the file is empty")
-        yield text
-        return
+    `text` is a document; `.parquet` one per row of its `text` column (gptlab.data.iter_documents, which
+    streams). Raises GptlabError naming the file (and line), also when the file holds no document."""
+    from gptlab.data import iter_documents
     count = 0
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise GptlabError(f"{path}:{n}: not valid JSON ({str(e)[:80]})") from None
-            text = row.get("text") if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                raise GptlabError(f"{path}:{n}: no \"text\" string in this line")
-            count += 1
-            yield text
+    for doc in iter_documents(path):
+        count += 1
+        yield doc
     if count == 0:
         raise GptlabError(f"{path}: the file is empty (no documents)")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise GptlabError(f"{path}: not UTF-8 text (byte {e.start})") from None
