@@ -77,17 +77,12 @@ def batches(seqs, context, stride, batch):
 
 
 def run_hf(hf, plan, token_bytes, device, keep: bool):
+    from gptlab.evaluate.bpb import pack_pieces
     nats, nbytes = 0.0, 0
     with torch.inference_mode():
         for batch in plan:
-            width = max(len(p[1]) for p in batch) - 1
-            first = min(p[2] for p in batch)
-            x = torch.zeros(len(batch), width, dtype=torch.long)
-            y = torch.full((len(batch), width), -1, dtype=torch.long)
-            for r, (_, ids, f) in enumerate(batch):
-                t = torch.tensor(ids)
-                x[r, :len(ids) - 1] = t[:-1]
-                y[r, f:len(ids) - 1] = t[f + 1:]
+            x, y, first = pack_pieces(batch)              # the same windows and targets gptlab scores
+            width = x.shape[1]
             x, y = x.to(device), y[:, first:].to(device)
             if keep:
                 logits = hf(input_ids=x, logits_to_keep=width - first).logits

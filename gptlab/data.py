@@ -126,6 +126,7 @@ class DomainData:
     weight: float
     train: np.ndarray | None
     val: np.ndarray | None
+    train_hash: str | None = None   # source_hash of the train files: the data identity of checkpoints
 
 
 def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True) -> list[DomainData]:
@@ -133,12 +134,13 @@ def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for d in data_cfg.domains:
-        streams = {}
+        streams, hashes = {}, {}
         for split, paths in (("train", d.train), ("val", d.val)):
             if not paths:
-                streams[split] = None
+                streams[split] = hashes[split] = None
                 continue
-            key = f"{source_hash(paths)}-{tokenizer.identity()}"
+            hashes[split] = source_hash(paths)
+            key = f"{hashes[split]}-{tokenizer.identity()}"
             f = cache_dir / f"{d.name}.{split}.{key}.npy"
             if not f.exists():
                 arr = tokenize_stream(paths, tokenizer, f"domain '{d.name}' ({split})")
@@ -149,7 +151,7 @@ def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True
                 streams[split] = arr
             else:
                 streams[split] = np.load(f)
-        out.append(DomainData(d.name, d.weight, streams["train"], streams["val"]))
+        out.append(DomainData(d.name, d.weight, streams["train"], streams["val"], hashes["train"]))
     return out
 
 

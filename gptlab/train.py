@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from gptlab import __version__
 from gptlab.checkpoints import gptlab_run
 from gptlab.config import Config, load_config
-from gptlab.data import BatchSampler, prepare_domains, source_hash
+from gptlab.data import BatchSampler, prepare_domains
 from gptlab.distributed import Dist
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
@@ -164,7 +164,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dist: Dist, progress: bool)
                           f"raise train.steps to continue")
     run_config = dict(cfg.to_dict(), tokens_per_step=tc.total_batch_tokens, gptlab_version=__version__,
                       world_size=dist.world, data_shares=sampler.domain_shares())
-    data_identity = {d.name: source_hash(d.train) for d in cfg.data.domains if d.train}
+    data_identity = {d.name: d.train_hash for d in domains if d.train_hash}
     metrics_path = run_dir / "metrics.jsonl"
     if dist.is_writer:
         (run_dir / "run.json").write_text(json.dumps(run_config, indent=1, default=str))

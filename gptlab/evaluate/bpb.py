@@ -166,8 +166,9 @@ def _batches(pieces, batch_size):
         yield pieces[i:i + batch_size]
 
 
-def _score_batch(model, batch, token_bytes, device, takes_from) -> list[tuple[float, int, int]]:
-    """[(nats, bytes, tokens)] per piece; a piece is (doc, tokens[start:end+1], first scored offset)."""
+def pack_pieces(batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Inputs x (B, W) and targets y (B, W) of a batch of pieces, y = -1 where a position is not scored,
+    and the first position any row scores. A piece is (doc, tokens[start:end+1], first scored offset)."""
     width = max(len(p[1]) for p in batch) - 1
     first = min(p[2] for p in batch)
     x = torch.zeros(len(batch), width, dtype=torch.int64)
@@ -176,6 +177,12 @@ def _score_batch(model, batch, token_bytes, device, takes_from) -> list[tuple[fl
         t = torch.as_tensor(ids)
         x[r, :len(ids) - 1] = t[:-1]
         y[r, f:len(ids) - 1] = t[f + 1:]          # right padding is harmless: attention is causal
+    return x, y, first
+
+
+def _score_batch(model, batch, token_bytes, device, takes_from) -> list[tuple[float, int, int]]:
+    """[(nats, bytes, tokens)] per piece (see pack_pieces)."""
+    x, y, first = pack_pieces(batch)
     nbytes = torch.where(y >= 0, token_bytes[y.clamp(min=0)], 0)
     y = torch.where(nbytes > 0, y, -1)[:, first:]  # 0-byte targets (specials) are not scored
     nbytes = nbytes[:, first:].sum(dim=1).tolist()
