@@ -22,6 +22,12 @@ takes cross-entropy over the scored positions: its usual per-token-loss path. Fo
 also timed with transformers' `logits_to_keep` (its own way to skip the head on context positions), which
 needs a caller who knows the option. Tokenization is done once, outside the timings. Each side runs once to
 warm up, then --repeats times, alternating; the best time of each is reported (the machine may be shared).
+
+Where gptlab's time goes less: the output head (50,257 x width, the largest matrix) runs only on the scored
+positions — half of a window — and in chunks of 1,024 positions whose logits go straight into logsumexp
+minus the target's logit, so the (positions x 50,257) float32 logits, 100 MB per 512 positions, are never
+written out and read back by a separate log-softmax (gptlab/evaluate/bpb.py `token_nll`); GELU is one
+fused op where transformers' GPT-2 composes it from several (pow, tanh, adds and multiplies).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from gptlab.errors import GptlabError
 PROTOCOL_VERSION = "bpb-1"  # stored with every result: bump when anything in the protocol above changes
 POOL_BATCHES = 8            # windows buffered (in batches) before sorting them by shape: bounds memory
 ENCODE_CHUNK = 64           # documents tokenized per call
-CE_ROWS = 2048              # positions per cross-entropy call: keeps log-softmax temporaries small
+CE_ROWS = 1024              # positions per head/cross-entropy call: keeps (rows, vocab) temporaries small
 
 
 @dataclass
@@ -187,13 +187,34 @@ def _score_batch(model, batch, token_bytes, device, takes_from) -> list[tuple[fl
     y = torch.where(nbytes > 0, y, -1)[:, first:]  # 0-byte targets (specials) are not scored
     nbytes = nbytes[:, first:].sum(dim=1).tolist()
     ntok = (y >= 0).sum(dim=1).tolist()            # counted on the CPU: no device sync per row
-    x, y = x.to(device), y.to(device)
-    logits = model(x, logits_from=first) if takes_from else model(x)[:, first:]   # (B, T', V) float32
-    flat_logits, flat_y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
-    nll = torch.cat([F.cross_entropy(lg.float(), yy, ignore_index=-1, reduction="none")
-                     for lg, yy in zip(flat_logits.split(CE_ROWS), flat_y.split(CE_ROWS))])
+    x = x.to(device)
+    nll = token_nll(model, x, y, first, takes_from)
     nll = nll.view(y.shape).cpu().double().sum(dim=1)       # float64 sums (MPS has no float64)
     return [(float(nll[r]), nbytes[r], ntok[r]) for r in range(len(batch))]
+
+
+def token_nll(model, x: torch.Tensor, y: torch.Tensor, first: int, takes_from: bool) -> torch.Tensor:
+    """-ln p(y | x) (B, T - first) float32 at the positions from `first`, 0 where y < 0 (not scored).
+
+    A model with `hidden` and `head` (gptlab's own families) runs its head only on the scored positions,
+    CE_ROWS of them at a time, and each chunk's logits go straight into logsumexp - logit[target]: the
+    (positions, vocab) logits never exist whole, which saves memory traffic as well as memory. Other models
+    (transformers) return logits, then cross-entropy runs on them in CE_ROWS slices."""
+    out = torch.zeros(y.numel(), dtype=torch.float32, device=x.device)
+    flat_y = y.reshape(-1).to(x.device)
+    if hasattr(model, "hidden") and hasattr(model, "head"):
+        h = model.hidden(x, logits_from=first)
+        keep = (flat_y >= 0).nonzero().squeeze(1)
+        h, targets = h.reshape(-1, h.shape[-1])[keep], flat_y[keep]
+        for i in range(0, len(keep), CE_ROWS):
+            logits = model.head(h[i:i + CE_ROWS])                           # (rows, V) float32
+            t = targets[i:i + CE_ROWS, None]
+            out[keep[i:i + CE_ROWS]] = torch.logsumexp(logits, dim=-1) - logits.gather(1, t).squeeze(1)
+        return out.view(y.shape)
+    logits = model(x, logits_from=first) if takes_from else model(x)[:, first:]   # (B, T', V) float32
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    return torch.cat([F.cross_entropy(lg.float(), yy, ignore_index=-1, reduction="none")
+                      for lg, yy in zip(flat_logits.split(CE_ROWS), flat_y.split(CE_ROWS))]).view(y.shape)
 
 
 def read_documents(path: str | Path) -> Iterator[str]:

@@ -10,6 +10,10 @@ Every model is a `torch.nn.Module` with
                              before logits_from are context only and skip the output head
     new_cache(batch_size, max_len) -> KVCache   buffers for incremental decoding
     num_params() -> int
+gptlab's own families (gpt.py, nanochat.py, gpt2.py) also split forward in two, forward = head(hidden(...)):
+    hidden(idx, cache=None, logits_from=0) -> (B, T - logits_from, C)   final normalised states
+    head(h) -> (..., vocab_size) float32                                 output head (+ soft-cap)
+so bits-per-byte runs the head only on scored positions, a chunk at a time (evaluate/bpb.py token_nll).
 With a cache, `forward` reads the positions already cached (cache.pos), appends the new keys/values, and
 advances cache.pos by T; `cache.expand(n)` repeats each row n times so one prefill serves n samples.
 

@@ -136,6 +136,13 @@ class GPT(nn.Module):
             block.mlp.c_proj.weight.zero_()
 
     def forward(self, idx, cache: KVCache | None = None, targets=None, logits_from: int = 0):
+        logits = self.head(self.hidden(idx, cache, logits_from))                    # (B, T', V)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+
+    def hidden(self, idx, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
+        """The final normalised states (B, T - logits_from, C) that `head` turns into logits."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cos.shape[2]:
@@ -148,11 +155,12 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(T)
         # positions before logits_from are context only (bpb windows): skip the head there
-        logits = self.lm_head(rms_norm(x[:, logits_from:])).float()                  # (B, T', V)
-        logits = self.config.softcap * torch.tanh(logits / self.config.softcap)
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return rms_norm(x[:, logits_from:])                                          # (B, T', C)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """States (..., C) -> soft-capped logits (..., V) float32."""
+        logits = self.lm_head(h).float()
+        return self.config.softcap * torch.tanh(logits / self.config.softcap)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         w = self.transformer.wte.weight

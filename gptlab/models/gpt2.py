@@ -109,6 +109,10 @@ class GPT2(nn.Module):
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
         """idx (B, T) -> logits (B, T - logits_from, V) float32. `logits_from` skips the head for leading
         positions whose predictions the caller does not need (bits-per-byte's context-only positions)."""
+        return self.head(self.hidden(idx, cache, logits_from))
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
+        """The final normalised states (B, T - logits_from, C) that `head` turns into logits."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.sequence_len:
@@ -119,8 +123,11 @@ class GPT2(nn.Module):
             x = block(x, cache)
         if cache is not None:
             cache.advance(T)
-        x = self.transformer.ln_f(x[:, logits_from:])                        # (B, T', C)
-        return F.linear(x, self.transformer.wte.weight).float()               # (B, T', V), tied head
+        return self.transformer.ln_f(x[:, logits_from:])                     # (B, T', C)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """States (..., C) -> logits (..., V) float32: the head tied to the token embedding."""
+        return F.linear(h, self.transformer.wte.weight).float()
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         cfg, p = self.config, self.transformer.wte.weight

@@ -204,6 +204,10 @@ class NanochatGPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, cache: NanochatCache | None = None, logits_from: int = 0):
         """idx (B, T) -> soft-capped logits (B, T - logits_from, vocab_size) float32."""
+        return self.head(self.hidden(idx, cache, logits_from))
+
+    def hidden(self, idx: torch.Tensor, cache: NanochatCache | None = None, logits_from: int = 0):
+        """The final normalised states (B, T - logits_from, C) that `head` turns into logits."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cos.shape[1]:
@@ -223,7 +227,11 @@ class NanochatGPT(nn.Module):
         if cache is not None:
             cache.advance(T)
         x = x[:, logits_from:] - self.backout_lambda.to(dtype) * x_backout[:, logits_from:]
-        logits = self.lm_head(norm(x))[..., :self.vocab_size].float()       # (B, T', V)
+        return norm(x)                                                        # (B, T', C)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """States (..., C) -> soft-capped logits (..., vocab_size) float32 (the padded rows cropped)."""
+        logits = self.lm_head(h)[..., :self.vocab_size].float()
         return SOFTCAP * torch.tanh(logits / SOFTCAP)
 
     def _smear(self, x: torch.Tensor, cache: NanochatCache | None) -> torch.Tensor:
