@@ -85,6 +85,30 @@ def test_batch_size_and_padding_do_not_change_scores(gpt2_pair):
     assert one.docs[2] == many.docs[2] and one.docs[2].tokens == 0     # an empty document scores nothing
 
 
+def test_head_chunks_and_the_logits_path_give_the_same_scores(gpt2_pair, monkeypatch):
+    """Our models run the head on scored positions only, in CE_ROWS chunks; a model that only returns
+    logits (as transformers does) takes the cross-entropy path. Chunk size and path must not matter."""
+    import gptlab.evaluate.bpb as bpb
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.vocab_size, self.sequence_len = inner, inner.vocab_size, inner.sequence_len
+
+        def forward(self, idx):
+            return self.inner(idx)
+
+    _, ours, tok = gpt2_pair
+    docs = [DOCS[3][:3000], "tiny doc", "another short document, with punctuation!"]
+    whole = score_documents(ours, tok, docs, batch_size=4)
+    monkeypatch.setattr(bpb, "CE_ROWS", 7)
+    chunked = score_documents(ours, tok, docs, batch_size=4)
+    plain = score_documents(LogitsOnly(ours), tok, docs, batch_size=4)
+    for a, b, c in zip(whole.docs, chunked.docs, plain.docs):
+        assert (a.bytes, a.tokens) == (b.bytes, b.tokens) == (c.bytes, c.tokens)
+        assert a.nll == pytest.approx(b.nll, rel=1e-5) and a.nll == pytest.approx(c.nll, rel=1e-5)
+
+
 def test_longer_stride_means_less_context_and_same_bytes(gpt2_pair):
     _, ours, tok = gpt2_pair
     half = score_documents(ours, tok, [DOCS[0]])
