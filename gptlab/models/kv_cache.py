@@ -39,16 +39,23 @@ class KVCache:
 
     def expand(self, n: int) -> "KVCache":
         """A cache with each row repeated n times (row i -> rows i*n .. i*n+n-1)."""
+        rows = torch.arange(self.batch_size, device=self.k.device).repeat_interleave(n)
         out = KVCache.__new__(KVCache)
-        out.k = self.k.repeat_interleave(n, dim=1)
-        out.v = self.v.repeat_interleave(n, dim=1)
+        out.k, out.v = self._rows(self.k, rows), self._rows(self.v, rows)
         out.pos, out.max_len = self.pos, self.max_len
         return out
 
     def select(self, rows: torch.Tensor) -> None:
-        """Keep only `rows` (a 1-D index): drops finished samples from a batch."""
-        self.k = self.k[:, rows]
-        self.v = self.v[:, rows]
+        """Keep only `rows` (a 1-D index, repeats allowed): drops finished samples from a batch, or copies a
+        prefilled prompt to each of its samples."""
+        self.k, self.v = self._rows(self.k, rows), self._rows(self.v, rows)
+
+    def _rows(self, buf: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """New buffers of the same capacity holding `rows`: only the filled positions are copied (at one
+        prompt of 64 tokens in a 264-position cache, a quarter of the bytes)."""
+        out = buf.new_empty((buf.shape[0], len(rows), *buf.shape[2:]))
+        out[:, :, :, :self.pos] = buf[:, rows, :, :self.pos]
+        return out
 
 
 def causal_mask(t_new: int, t_total: int, device) -> torch.Tensor | None:
