@@ -254,7 +254,10 @@ class Engine:
             for a in range(0, pre, step):
                 self._forward(shared[:, a:a + step], cache)
             if owner != list(range(B)):
-                cache.select(torch.tensor(owner, device=dev))
+                if getattr(cache, "share", None) is not None:
+                    cache = cache.share(owner)            # each prompt's keys stay stored once
+                else:
+                    cache.select(torch.tensor(owner, device=dev))
         else:
             cache = self.model.new_cache(B, total)
 

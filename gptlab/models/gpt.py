@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlab.models.kv_cache import KVCache, causal_mask
+from gptlab.models.kv_cache import KVCache
 
 
 @dataclass
@@ -70,10 +70,9 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))
         if cache is not None:
-            k, v = cache.update(self.layer, k, v)                                   # (B, Hkv, Tall, D)
-        mask = causal_mask(T, k.shape[2], x.device) if cache is not None and cache.pos > 0 else None
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           enable_gqa=self.n_kv_head != self.n_head)
+            y = cache.attend(self.layer, q, k, v)                                   # over every cached position
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlab.models.kv_cache import KVCache, causal_mask
+from gptlab.models.kv_cache import KVCache
 
 
 @dataclass
@@ -51,9 +51,7 @@ class CausalSelfAttention(nn.Module):
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            k, v = cache.update(self.layer, k, v)                             # (B, H, S, D)
-            mask = causal_mask(T, k.shape[2], x.device)                       # (T, S) or None for one token
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = cache.attend(self.layer, q, k, v)                             # over every cached position
         y = y.transpose(1, 2).reshape(B, T, C)                                # (B, T, C)
         return self.c_proj(y)
 

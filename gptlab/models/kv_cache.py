@@ -1,14 +1,23 @@
 """Key/value buffers for incremental decoding, shared by every self-contained model family.
 
-    python -m pytest tests/test_models.py -k cache
+    python -m pytest tests/test_kv_cache.py
 
 Layout per layer: k, v of shape (B, H, max_len, D). A forward pass with T new tokens writes positions
-pos..pos+T-1 in every layer, then the model calls `advance(T)` once.
+pos..pos+T-1 in every layer, then the model calls `advance(T)` once. `attend(layer, q, k, v)` stores the
+new keys/values and returns causal attention over everything cached (gpt.py and gpt2.py use it).
+
+Shared prompts. When n samples continue one prompt, `share(owner)` turns a cache prefilled with U distinct
+prompts into a SharedPrefixCache for B = len(owner) rows: the prompts' keys/values stay stored once per
+prompt (U rows) and only positions after them are stored per sample. Decoding one token then reads each
+prompt's keys once per step for all of its samples (their queries are batched against it) instead of once
+per sample: at 8 samples of a 64-token prompt this is most of the attention's memory traffic early on. The
+result is the same attention, computed in two parts joined by one softmax.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 class KVCache:
@@ -37,25 +46,41 @@ class KVCache:
     def advance(self, t: int) -> None:
         self.pos += t
 
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Store k, v (B, Hkv, T, D) and return causal attention (B, H, T, D) of q over every cached position
+        (H a multiple of Hkv: grouped-query attention)."""
+        start = self.pos
+        k, v = self.update(layer, k, v)
+        gqa = q.shape[1] != k.shape[1]
+        if start == 0:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=q.shape[2] > 1, enable_gqa=gqa)
+        mask = causal_mask(q.shape[2], k.shape[2], q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+
+    def share(self, owner: list[int]) -> "SharedPrefixCache":
+        """This cache's rows as shared prompts of len(owner) samples (sample i continues row owner[i])."""
+        return SharedPrefixCache(self, owner)
+
     def expand(self, n: int) -> "KVCache":
         """A cache with each row repeated n times (row i -> rows i*n .. i*n+n-1)."""
         rows = torch.arange(self.batch_size, device=self.k.device).repeat_interleave(n)
         out = KVCache.__new__(KVCache)
-        out.k, out.v = self._rows(self.k, rows), self._rows(self.v, rows)
+        out.k, out.v = _copy_rows(self.k, rows, self.pos), _copy_rows(self.v, rows, self.pos)
         out.pos, out.max_len = self.pos, self.max_len
         return out
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only `rows` (a 1-D index, repeats allowed): drops finished samples from a batch, or copies a
         prefilled prompt to each of its samples."""
-        self.k, self.v = self._rows(self.k, rows), self._rows(self.v, rows)
+        self.k, self.v = _copy_rows(self.k, rows, self.pos), _copy_rows(self.v, rows, self.pos)
 
-    def _rows(self, buf: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """New buffers of the same capacity holding `rows`: only the filled positions are copied (at one
-        prompt of 64 tokens in a 264-position cache, a quarter of the bytes)."""
-        out = buf.new_empty((buf.shape[0], len(rows), *buf.shape[2:]))
-        out[:, :, :, :self.pos] = buf[:, rows, :, :self.pos]
-        return out
+
+def _copy_rows(buf: torch.Tensor, rows: torch.Tensor, filled: int) -> torch.Tensor:
+    """A buffer of the same capacity holding `rows` of buf (dim 1): only the first `filled` positions are
+    copied (at a 64-token prompt in a 264-position cache, a quarter of the bytes)."""
+    out = buf.new_empty((buf.shape[0], len(rows), *buf.shape[2:]))
+    out[:, :, :, :filled] = buf[:, rows, :, :filled]
+    return out
 
 
 def causal_mask(t_new: int, t_total: int, device) -> torch.Tensor | None:
@@ -65,3 +90,81 @@ def causal_mask(t_new: int, t_total: int, device) -> torch.Tensor | None:
         return None
     offset = t_total - t_new
     return torch.ones(t_new, t_total, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+class SharedPrefixCache(KVCache):
+    """Positions < prefix stored once per prompt (U rows), later positions per sample (B rows)."""
+
+    def __init__(self, base: KVCache, owner: list[int]):
+        n_layers, _, n_heads, max_len, head_dim = base.k.shape
+        self.prefix = base.pos
+        self.pk = base.k[:, :, :, :self.prefix].contiguous()             # (L, U, Hkv, P, D)
+        self.pv = base.v[:, :, :, :self.prefix].contiguous()
+        shape = (n_layers, len(owner), n_heads, max_len - self.prefix, head_dim)
+        self.k, self.v = base.k.new_empty(shape), base.v.new_empty(shape)  # (L, B, Hkv, max_len - P, D)
+        self.pos, self.max_len = base.pos, max_len
+        self._group(list(owner))
+
+    def _group(self, owner: list[int]) -> None:
+        """Slots of a (prompt, sample) grid: row_slot[b] = owner * G + rank among its prompt's rows;
+        slot_row lists each slot's row, or B (a zero query) where a prompt has fewer than G rows."""
+        n_prompts, dev = self.pk.shape[1], self.k.device
+        counts = [0] * n_prompts
+        row_slot = []
+        width = max(1, max(owner.count(u) for u in set(owner)))
+        for u in owner:
+            row_slot.append(u * width + counts[u])
+            counts[u] += 1
+        slot_row = [len(owner)] * (n_prompts * width)
+        for b, slot in enumerate(row_slot):
+            slot_row[slot] = b
+        self.owner, self.width = owner, width
+        self.row_slot = torch.tensor(row_slot, device=dev)
+        self.slot_row = torch.tensor(slot_row, device=dev)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store the new positions; return full (B, Hkv, S, D) keys/values (a copy: the slow path)."""
+        t, a = k.shape[2], self.pos - self.prefix
+        if self.pos + t > self.max_len:
+            raise ValueError(f"KV cache full: {self.pos + t} positions > max_len {self.max_len}")
+        self.k[layer, :, :, a:a + t] = k
+        self.v[layer, :, :, a:a + t] = v
+        rows = torch.tensor(self.owner, device=k.device)
+        return (torch.cat([self.pk[layer, rows], self.k[layer, :, :, :a + t]], dim=2),
+                torch.cat([self.pv[layer, rows], self.v[layer, :, :, :a + t]], dim=2))
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if q.shape[2] != 1:                                 # several new positions: materialise, then as usual
+            return super().attend(layer, q, k, v)
+        a = self.pos - self.prefix + 1
+        self.k[layer, :, :, a - 1:a] = k
+        self.v[layer, :, :, a - 1:a] = v
+        ko, vo = self.k[layer, :, :, :a], self.v[layer, :, :, :a]             # (B, Hkv, So, D)
+        pk, pv = self.pk[layer], self.pv[layer]                               # (U, Hkv, P, D)
+        B, H, _, D = q.shape
+        U, Hkv, P, _ = pk.shape
+        G, r = self.width, H // Hkv
+        qr = q.reshape(B, Hkv, r, D) * D ** -0.5                                # a query per (kv head, group)
+        s_own = qr @ ko.transpose(-1, -2)                                      # (B, Hkv, r, So)
+        qg = torch.cat([qr, qr.new_zeros(1, Hkv, r, D)])[self.slot_row]        # (U*G, Hkv, r, D)
+        qg = qg.view(U, G, Hkv, r, D).transpose(1, 2).reshape(U, Hkv, G * r, D)
+        s_pre = qg @ pk.transpose(-1, -2)                                      # (U, Hkv, G*r, P)
+        s_pre = s_pre.view(U, Hkv, G, r, P).transpose(1, 2).reshape(U * G, Hkv, r, P)[self.row_slot]
+        p = torch.softmax(torch.cat([s_pre, s_own], dim=-1).float(), dim=-1).to(q.dtype)
+        o_own = p[..., P:] @ vo                                                # (B, Hkv, r, D)
+        pg = p.new_zeros(U * G, Hkv, r, P)
+        pg[self.row_slot] = p[..., :P]
+        pg = pg.view(U, G, Hkv, r, P).transpose(1, 2).reshape(U, Hkv, G * r, P)
+        o_pre = (pg @ pv).view(U, Hkv, G, r, D).transpose(1, 2).reshape(U * G, Hkv, r, D)[self.row_slot]
+        return (o_pre + o_own).view(B, H, 1, D)
+
+    def select(self, rows: torch.Tensor) -> None:
+        filled = self.pos - self.prefix
+        self.k, self.v = _copy_rows(self.k, rows, filled), _copy_rows(self.v, rows, filled)
+        self._group([self.owner[i] for i in rows.tolist()])
+
+    def expand(self, n: int):
+        raise NotImplementedError("a shared-prefix cache is built by KVCache.share; expand the prefill cache")
+
+    def share(self, owner):
+        raise NotImplementedError("this cache already shares its prefix")

@@ -81,7 +81,10 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class NanochatCache(KVCache):
-    """KVCache plus the last position's normalised embedding, which smear needs when decoding one token."""
+    """KVCache plus the last position's normalised embedding, which smear needs when decoding one token.
+    Its attention (sliding windows) reads `update`'s keys itself, so prompts are not shared (`share`)."""
+
+    share = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
