@@ -26,8 +26,9 @@ boundary: 2 of 672 samples in one test of 1 against 2 threads). Lengths: the tex
 shorter sample, so 80 and 200 tokens cost one 200-token generation.
 
 Batching. Rows of many prompts run together: the shared prefix (the first Lmin - 1 tokens, Lmin the
-shortest prompt of the batch) is prefilled once per distinct prompt and its cache rows are copied to every
-sample of that prompt; then all rows advance in lockstep one position per step, each fed its own prompt
+shortest prompt of the batch) is prefilled once per distinct prompt, and its keys/values stay stored once,
+read once per step for all the samples of that prompt (`KVCache.share`; families whose cache cannot share,
+nanochat's and transformers', copy them to every sample instead); then all rows advance in lockstep one position per step, each fed its own prompt
 token while it still has one and its sampled token after that (as Meta's reference LLaMA generator does).
 Nothing is padded and no attention mask is needed, so the narrow interface suffices and every row sees
 exactly the positions it would see alone. The cost is Lmax - Lmin extra steps, so `plan_batches` groups
@@ -46,6 +47,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
 
@@ -123,14 +125,35 @@ def sample_tokens(logits: torch.Tensor, temperature: torch.Tensor, u: torch.Tens
         x, index = x.sort(dim=-1, descending=True, stable=True)            # (B, V)
     else:
         index = None
-    probs = torch.softmax(x, dim=-1)
     if top_p is not None and top_p < 1.0:
+        probs = torch.softmax(x, dim=-1)
         cum = probs.cumsum(dim=-1)
-        probs = probs * ((cum - probs) < top_p)                            # the first token always stays
-    cdf = probs.cumsum(dim=-1)
-    j = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous()).clamp_(max=cdf.shape[-1] - 1)
+        weights = probs * ((cum - probs) < top_p)                          # the first token always stays
+    else:
+        weights = torch.exp(x - x.max(dim=-1, keepdim=True).values)       # softmax up to its sum
+    j = invert_cdf(weights, u)
     tok = (index.gather(1, j) if index is not None else j).squeeze(1)
     return torch.where(greedy, logits.argmax(dim=-1), tok) if greedy_rows else tok
+
+
+def invert_cdf(weights: torch.Tensor, u: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """(B, 1) index of the first position whose cumulative weight reaches u x the row's total weight.
+    weights (B, V) >= 0 with a positive sum (unnormalised probabilities), u (B,) in (0, 1). Never a
+    position of zero weight. Two levels for a large V: cumulative sums over blocks of `block` weights find
+    the block, then one block's cumulative sum the position: two small scans instead of one over V."""
+    B, V = weights.shape
+    if V <= 4 * block:
+        cdf = weights.cumsum(dim=-1)
+        return torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous()).clamp_(max=V - 1)
+    n = -(-V // block)
+    blocks = F.pad(weights, (0, n * block - V)).view(B, n, block)
+    bcdf = blocks.sum(dim=-1).cumsum(dim=-1)                                 # (B, n)
+    target = (u * bcdf[:, -1])[:, None].contiguous()
+    b = torch.searchsorted(bcdf, target).clamp_(max=n - 1)                   # (B, 1): the block
+    before = torch.where(b > 0, bcdf.gather(1, (b - 1).clamp(min=0)), 0.0)
+    icdf = blocks.gather(1, b[:, :, None].expand(B, 1, block)).squeeze(1).cumsum(dim=-1)   # (B, block)
+    rest = torch.minimum((target - before).clamp(min=torch.finfo(icdf.dtype).tiny), icdf[:, -1:])
+    return b * block + torch.searchsorted(icdf, rest.contiguous())
 
 
 class Engine:

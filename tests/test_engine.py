@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gptlab.engine import Engine, Request, plan_batches, row_seed, sample_tokens, uniforms
+from gptlab.engine import Engine, Request, invert_cdf, plan_batches, row_seed, sample_tokens, uniforms
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
 from gptlab.models.gpt2 import GPT2, GPT2Config
@@ -130,6 +130,26 @@ def test_sampling_follows_temperature_softmax():
         assert torch.allclose(freq, torch.softmax(logits / t, -1), atol=1e-3)
     greedy = sample_tokens(logits.expand(8, 4).clone(), torch.zeros(8), _grid(8))
     assert (greedy == 0).all()
+
+
+def test_two_level_inversion_matches_one_scan_and_skips_zero_weights():
+    """A vocabulary of 5,000 (not a multiple of the block) with a third of its weights zero, as masked or
+    padded ids are: the block-wise inversion picks what one float64 scan picks, and never a zero weight."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(64, 5000, generator=g) ** 4
+    w[torch.rand(64, 5000, generator=g) < 0.33] = 0
+    w[:, 4900:] = 0                                         # a tail of padded ids
+    u = torch.rand(64, generator=g).clamp(1e-6, 1 - 1e-6)
+    u[0], u[1] = 1e-9, 1 - 1e-7                             # the very first and very last positive weight
+    got = invert_cdf(w, u).squeeze(1)
+    cdf = w.double().cumsum(-1)
+    want = torch.searchsorted(cdf, (u.double() * cdf[:, -1])[:, None]).squeeze(1)
+    assert (w.gather(1, got[:, None]) > 0).all()
+    assert (got == want).float().mean() >= 0.98             # float32 vs float64 may differ at a boundary
+    assert got[0] == (w[0] > 0).nonzero()[0, 0] and got[1] == (w[1] > 0).nonzero()[-1, 0]
+    big = torch.full((1, 5000), float("-inf"))
+    big[0, 4321] = 3.0
+    assert sample_tokens(big, torch.ones(1), torch.tensor([0.5])).item() == 4321
 
 
 def test_top_k_and_top_p_restrict_the_candidates():
