@@ -1,7 +1,7 @@
 """Tokens/s of gptlab's sampling engine against transformers' `generate`, same GPT-2 weights and work.
 
     python bench/generate_vs_transformers.py                          GPT-2 124M shape, CPU, float32
-    python bench/generate_vs_transformers.py --device cuda --dtype bfloat16 --batch 64
+    python bench/generate_vs_transformers.py --device cuda --dtype bfloat16 --prompts 32   (256 rows: eval on GPU)
     python bench/generate_vs_transformers.py --weights tests/fixtures/peers/hf_gpt2/trained_200steps
 
 The weights: GPT-2 small's configuration (12 layers, 12 heads, width 768, vocabulary 50,257, 1,024
@@ -16,7 +16,8 @@ sampled `--samples` times (batch = prompts x samples rows), `--new-tokens` token
 min_new_tokens=max_new_tokens)`; gptlab: `Engine.run_batch`. Each side runs once to warm up, then
 `--repeats` times, alternating; the best time of each is reported (the machine may be shared).
 
-The default is `gptlab eval`'s workload: several samples of each prompt. Where the time goes on a CPU: both
+The default is `gptlab eval`'s workload on a CPU: 8 samples of each prompt, batches of 64 rows (its
+`--batch-rows` default on CPU), here 8 prompts x 8 samples. `--prompts 4` (32 rows) is a smaller batch. Where the time goes on a CPU: both
 spend most of it in the same matrix products (a 124M model at a small batch is bound by reading its
 weights), so `--samples 1` at a small batch is close to 1x. gptlab's gains are its design: the prompt is
 prefilled once per prompt, not once per sample, and its cached keys/values are read once per step for all
@@ -90,7 +91,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--weights", help="a local transformers GPT-2 folder (default: GPT-2 124M shape, random)")
-    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=8, help="distinct prompts (default 8: 64 rows, eval's CPU batch)")
     ap.add_argument("--samples", type=int, default=8, help="samples per prompt (rows = prompts x samples)")
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=200)
