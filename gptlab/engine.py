@@ -25,15 +25,16 @@ shapes or thread counts only in the last bits, which flips a token only when u f
 boundary: 2 of 672 samples in one test of 1 against 2 threads). Lengths: the text of the first n tokens is the
 shorter sample, so 80 and 200 tokens cost one 200-token generation.
 
-Batching. Rows of many prompts run together: the shared prefix (the first Lmin - 1 tokens, Lmin the
-shortest prompt of the batch) is prefilled once per distinct prompt, and its keys/values stay stored once,
-read once per step for all the samples of that prompt (`KVCache.share`; families whose cache cannot share,
-nanochat's and transformers', copy them to every sample instead); then all rows advance in lockstep one position per step, each fed its own prompt
-token while it still has one and its sampled token after that (as Meta's reference LLaMA generator does).
-Nothing is padded and no attention mask is needed, so the narrow interface suffices and every row sees
-exactly the positions it would see alone. The cost is Lmax - Lmin extra steps, so `plan_batches` groups
-rows by prompt length; finished rows are dropped from the batch (`cache.select`). Left-padding with masks
-would avoid the extra steps but needs per-row positions, which not every family's forward takes.
+Batching. Rows of many prompts run together: the shared prefix (the first Lmin - 1 tokens, Lmin the shortest
+prompt of the batch) is prefilled once per distinct prompt, and its keys/values stay stored once, read once
+per step for all the samples of that prompt (`KVCache.share`; families whose cache cannot share, nanochat's
+and transformers', copy them to every sample instead); then all rows advance in lockstep one position per
+step, each fed its own prompt token while it still has one and its sampled token after that (as Meta's
+reference LLaMA generator does). Nothing is padded and no attention mask is needed, so the narrow interface
+suffices and every row sees exactly the positions it would see alone. The cost is Lmax - Lmin extra steps,
+so `plan_batches` groups rows by prompt length; finished rows are dropped from the batch (`cache.select`).
+Left-padding with masks would avoid the extra steps but needs per-row positions, which not every family's
+forward takes.
 Speed: inference_mode, a preallocated cache, logits of the last position only (`logits_from` where the
 model accepts it), the noise drawn once per batch, and no per-row Python in the decode loop.
 """

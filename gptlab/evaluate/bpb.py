@@ -200,9 +200,9 @@ def token_nll(model, x: torch.Tensor, y: torch.Tensor, first: int, takes_from: b
     CE_ROWS of them at a time, and each chunk's logits go straight into logsumexp - logit[target]: the
     (positions, vocab) logits never exist whole, which saves memory traffic as well as memory. Other models
     (transformers) return logits, then cross-entropy runs on them in CE_ROWS slices."""
-    out = torch.zeros(y.numel(), dtype=torch.float32, device=x.device)
     flat_y = y.reshape(-1).to(x.device)
     if hasattr(model, "hidden") and hasattr(model, "head"):
+        out = torch.zeros(y.numel(), dtype=torch.float32, device=x.device)
         h = model.hidden(x, logits_from=first)
         keep = (flat_y >= 0).nonzero().squeeze(1)
         h, targets = h.reshape(-1, h.shape[-1])[keep], flat_y[keep]

@@ -16,6 +16,8 @@ result is the same attention, computed in two parts joined by one softmax.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 import torch.nn.functional as F
 
@@ -111,7 +113,7 @@ class SharedPrefixCache(KVCache):
         n_prompts, dev = self.pk.shape[1], self.k.device
         counts = [0] * n_prompts
         row_slot = []
-        width = max(1, max(owner.count(u) for u in set(owner)))
+        width = max(Counter(owner).values(), default=1)
         for u in owner:
             row_slot.append(u * width + counts[u])
             counts[u] += 1
@@ -122,23 +124,26 @@ class SharedPrefixCache(KVCache):
         self.row_slot = torch.tensor(row_slot, device=dev)
         self.slot_row = torch.tensor(slot_row, device=dev)
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Store the new positions; return full (B, Hkv, S, D) keys/values (a copy: the slow path)."""
+    def _store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> int:
+        """Write the new positions after the prefix; return how many per-sample positions are filled."""
         t, a = k.shape[2], self.pos - self.prefix
         if self.pos + t > self.max_len:
             raise ValueError(f"KV cache full: {self.pos + t} positions > max_len {self.max_len}")
         self.k[layer, :, :, a:a + t] = k
         self.v[layer, :, :, a:a + t] = v
+        return a + t
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store the new positions; return full (B, Hkv, S, D) keys/values (a copy: the slow path)."""
+        a = self._store(layer, k, v)
         rows = torch.tensor(self.owner, device=k.device)
-        return (torch.cat([self.pk[layer, rows], self.k[layer, :, :, :a + t]], dim=2),
-                torch.cat([self.pv[layer, rows], self.v[layer, :, :, :a + t]], dim=2))
+        return (torch.cat([self.pk[layer, rows], self.k[layer, :, :, :a]], dim=2),
+                torch.cat([self.pv[layer, rows], self.v[layer, :, :, :a]], dim=2))
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if q.shape[2] != 1:                                 # several new positions: materialise, then as usual
             return super().attend(layer, q, k, v)
-        a = self.pos - self.prefix + 1
-        self.k[layer, :, :, a - 1:a] = k
-        self.v[layer, :, :, a - 1:a] = v
+        a = self._store(layer, k, v)
         ko, vo = self.k[layer, :, :, :a], self.v[layer, :, :, :a]             # (B, Hkv, So, D)
         pk, pv = self.pk[layer], self.pv[layer]                               # (U, Hkv, P, D)
         B, H, _, D = q.shape
