@@ -5,7 +5,7 @@
 Human text from the corpus plays the model: a document's passage of 30 words is the prompt, the next
 80-160 words its "completion". Every detector whose threshold was set on human text runs on these pairs,
 and the share flagged is printed (a false-positive rate: the human continuation has none of the failure
-modes). Code windows (20-60 lines of the code domains) check repetition_loop; whole 10-K sections check
+modes). Code windows (20-60 lines of the code domains) check repetition_loop and no_code; whole 10-K sections check
 hallucinated_section and malformed_figure. For topic_drift the same pairs are compared with pairs whose
 completion comes from another document of the domain: the threshold is chosen so that ~5% of human
 continuations fall below it, and the share of other-document tails below it is reported.
@@ -22,8 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from gptlab.evaluate.diagnose import drift
+from gptlab.evaluate.diagnose.code import no_code
 from gptlab.evaluate.diagnose.echo import prompt_echo
 from gptlab.evaluate.diagnose.figures import malformed_figure
+from gptlab.evaluate.diagnose.languages import mask
+from gptlab.evaluate.diagnose.program import build_program
 from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
 from gptlab.evaluate.diagnose.repetition import repetition_loop
 from gptlab.evaluate.diagnose.sec import hallucinated_section
@@ -59,14 +62,20 @@ def prose_pairs(docs: list[str], n: int, rnd: random.Random) -> list[tuple[str, 
     return out
 
 
-def code_windows(docs: list[str], n: int, rnd: random.Random) -> list[str]:
-    files = [d.splitlines() for d in docs if d.count("\n") > 80]
+def code_windows(docs: list[str], n: int, rnd: random.Random, language: str) -> list[str]:
+    """Windows of 20, 40 or 60 lines that do not start inside a comment or string (a window cut from the
+    middle of a licence header would read as prose, out of its context)."""
+    files = [d for d in docs if d.count("\n") > 80]
     out = []
-    for _ in range(n):
-        lines = rnd.choice(files)
+    while len(out) < n:
+        doc = rnd.choice(files)
+        lines = doc.splitlines()
         size = rnd.choice((20, 40, 60))
         start = rnd.randrange(0, len(lines) - size)
-        out.append("\n".join(lines[start:start + size]) + "\n")
+        text = "\n".join(lines[start:start + size]) + "\n"
+        offset = sum(len(line) + 1 for line in lines[:start])
+        if mask(doc, language)[offset:offset + len(text) - 1] == mask(text, language)[:-1]:
+            out.append(text)
     return out
 
 
@@ -111,11 +120,16 @@ def main():
                   f"{sum(f.metrics['item_headings'] + f.metrics['item_references'] for f in sec)} Item mentions")
             print(f"  malformed_figure on whole 10-K sections     {rate(f.failed for f in fig)}, "
                   f"{sum(f.metrics['figures'] for f in fig)} figures")
-    print("\n== repetition_loop on human code windows (false-positive rate)")
+    print("\n== code detectors on human code windows (false-positive rates)")
     for name in CODE:
-        windows = code_windows(documents(args.corpus, name), args.n, rnd)
-        found = [repetition_loop(w, code=True) for w in windows]
-        print(f"  {name:16s} {rate(f.failed for f in found)}")
+        language = name.removeprefix("code_")
+        windows = code_windows(documents(args.corpus, name), args.n, rnd, language)
+        loops = [repetition_loop(w, code=True) for w in windows]
+        answers = [no_code(build_program("", w, language), language) for w in windows]
+        only_comments = sum(f.failed and not f.metrics["code_lines"] + f.metrics["plain_lines"]
+                            + f.metrics["prose_lines"] + f.metrics["foreign_lines"] for f in answers)
+        print(f"  {name:16s} repetition_loop {rate(f.failed for f in loops)}   no_code "
+              f"{rate(f.failed for f in answers)} ({only_comments} of them comments only)")
     print("\n== topic_drift: similarity of the completion's tail to the prompt")
     for name, pairs in drift_rows.items():
         same = drift.similarities([(p, c) for p, c, _ in pairs])

@@ -32,6 +32,9 @@ def code(completion, language="python", prefix="def f(xs):\n", **kw):
     ("sql", " c.name, SUM(o.amount) AS total", "code"),
     ("jsx", "  useEffect(() => {", "code"),
     ("javascript", "  });", "neutral"),
+    ("go", "var timeout = flag.Duration(\"t\", 5)", "code"),      # `var x =` is Go as well as JavaScript
+    ("sql", "CREATE TABLE orders (", "code"),
+    ("python", "return total", "plain"),
 ])
 def test_line_classes(language, line, kind):
     assert classify_line(line, line, language) == kind
@@ -43,6 +46,25 @@ def test_no_code_for_prose_answer_and_for_other_language():
     python_in_go = "    return s[::-1]\n\ndef is_palindrome(s):\n    return s == s[::-1]\n"
     f = no_code(build_program("func Reverse(s string) string {\n", python_in_go, "go"), "go")
     assert f.failed and f.metrics["foreign_lines"] >= 2
+
+
+def test_lines_valid_in_any_language_go_with_the_marked_lines_around_them():
+    # Go in a Python probe: `port = "8080"` and `log.Printf(...)` carry no marker; the marked lines are Go
+    go_in_python = ('\tport := os.Getenv("PORT")\n\tif port == "" {\n\t\tport = "8080"\n\t}\n'
+                    '\tlog.Printf("listening on :%s", port)\n\thttp.ListenAndServe(":"+port, nil)\n}\n')
+    f = no_code(build_program("import os\n\n\ndef get_port():\n", go_in_python, "python"), "python")
+    assert f.failed and f.metrics["code_share"] == 0.0 and f.metrics["plain_lines"] == 2
+    # the same unmarked lines in a Python answer are Python
+    python = '    port = os.getenv("PORT")\n    if not port:\n        port = "8080"\n    return int(port)\n'
+    assert not no_code(build_program("import os\n\n\ndef get_port():\n", python, "python"), "python").failed
+
+
+def test_a_paragraph_of_prose_outweighs_a_short_line():
+    tutorial = ("In this tutorial we build a profile page. It shows the name and the email of the user, and a "
+                "loading message while the data is being fetched from the server.\n\nFirst, create a new app "
+                "and open the project in your editor, then add a file for the component.\n\nNext, we will\n")
+    f = no_code(build_program("export default function Profile({ id }) {\n", tutorial, "jsx"), "jsx")
+    assert f.failed and f.metrics["prose_lines"] == 2 and f.metrics["plain_lines"] == 1
 
 
 def test_code_with_a_docstring_and_a_comment_is_code():

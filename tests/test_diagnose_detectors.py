@@ -86,6 +86,14 @@ def test_legit_repetition_is_not_a_loop():
     assert not repetition_loop(figures).failed
 
 
+def test_a_run_of_one_figure_is_not_a_prose_loop_but_a_sentence_with_figures_is():
+    times = "High water was at 10:42, 10:42, 10:42, 23:06, 10:42, 10:42 and 10:42 that week."
+    assert not repetition_loop(times).failed
+    sentence = "Revenue was $5 million in 2023. " * 4
+    f = repetition_loop("In the year under review. " + sentence)
+    assert f.failed and "Revenue was $5 million" in f.evidence["unit"]
+
+
 # ---------------------------------------------------------------- word_fixation / number_fixation
 
 def test_word_fixation_counts_plural_and_possessive_together():
@@ -93,6 +101,17 @@ def test_word_fixation_counts_plural_and_possessive_together():
             "the ecosystem, the ecosystem grows, the ecosystem pays, and our ecosystem wins.")
     f = word_fixation(text)
     assert f.failed and f.evidence["word"] == "ecosystem" and f.evidence["count"] == 8
+
+
+def test_a_word_that_labels_numbered_things_is_not_fixation():
+    toc = "\n".join(f"Item {n}. {title}" for n, title in (
+        ("1", "Business"), ("1A", "Risk Factors"), ("1B", "Unresolved Staff Comments"), ("1C", "Cybersecurity"),
+        ("2", "Properties"), ("3", "Legal Proceedings"), ("4", "Mine Safety Disclosures"), ("5", "Market"),
+        ("6", "Reserved"), ("7", "Management's Discussion")))
+    f = word_fixation(toc)
+    assert not f.failed and f.metrics["top_word"] != "item"
+    prose = "Risk risk risk and more risk: the risk of risk, risk upon risk, and risk again in risk terms."
+    assert word_fixation(prose).failed     # the same word not followed by a number still counts
 
 
 def test_topic_word_in_normal_prose_is_not_fixation():
@@ -112,6 +131,15 @@ def test_table_of_fresh_figures_is_not_number_fixation():
     table = "Cash 2,412 1,876 1,530 1,244 1,101 998 870 Receivables 3,320 3,015 2,870 2,700"
     f = number_fixation("The table shows our balances.", table)
     assert not f.failed and f.metrics["longest_number_run"] >= 7
+
+
+def test_equal_figures_in_labelled_table_rows_are_data_but_a_bare_column_is_not():
+    rows = "".join(f"{q} quarter    $0.22    $0.20\n" for q in ("First", "Second", "Third", "Fourth"))
+    prompt = "Quarterly dividends per share were $0.22 in 2023 and $0.20 in 2022."
+    f = number_fixation(prompt, "\n               2023     2022\n" + rows)
+    assert not f.failed and f.metrics["longest_number_run"] <= 2
+    column = "".join(f"$0.22\n" for _ in range(8))
+    assert number_fixation(prompt, "\nThe dividends were\n" + column).failed
 
 
 # ---------------------------------------------------------------- hallucinated_section / malformed_figure

@@ -4,13 +4,17 @@
 
 Read on the completion's part of the program (program.py), with strings and comments blanked
 (languages.mask), each non-blank line is one of:
-* code: it shows a construct of the probe's language (languages.MARKERS), or no construct of any
-  language and it is not prose (`x = y + 1`);
+* code: it shows a construct of the probe's language (languages.MARKERS);
 * foreign: constructs of other languages only (`os.environ['PORT']` in a Go probe);
 * prose: >= 4 words of which >= 70% are plain words (letters, with sentence punctuation at most);
-* in Java, an unmarked line ending in a name or `]` is foreign too: no Java statement ends there;
+* plain: no construct of any language and not prose (`x = y + 1`, `return x`, `PORT=8080`): such a line
+  is valid in many languages, so it is shared out like the marked lines around it. With k code and f
+  foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it counts as code;
+* in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
-The failure: no code line at all, or code lines < CODE_SHARE of the code + prose + foreign lines.
+Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
+weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
+The failure: no code or plain line at all, or code_share < CODE_SHARE.
 Comments alone are not code. Empty completions fail with "empty".
 """
 
@@ -29,7 +33,7 @@ _NEUTRAL = re.compile(r"^[\s)\]};,]*$")
 
 
 def classify_line(raw: str, masked: str, language: str) -> str:
-    """'code', 'foreign', 'prose' or 'neutral' for one line of the completion."""
+    """'code', 'foreign', 'prose', 'plain' or 'neutral' for one line of the completion."""
     if _NEUTRAL.match(masked):
         return "neutral"
     own = set(own_languages(language))
@@ -42,7 +46,7 @@ def classify_line(raw: str, masked: str, language: str) -> str:
         return "prose"
     if language == "java" and re.search(r"[\w\]]\s*$", masked):
         return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
-    return "code"
+    return "plain"
 
 
 # an operator between operands or a call: "return x * x", "a == b", "f(x)"; prose has almost none
@@ -62,22 +66,32 @@ def no_code(program: Program, language: str) -> Finding:
         reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
         return Finding(True, {"code_lines": 0, "code_line_share": 0.0}, {"reason": reason})
     masked = mask(program.text, language)[len(program.prefix):]
-    counts = {"code": 0, "foreign": 0, "prose": 0, "neutral": 0}
+    counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "neutral": 0}
+    weight = dict.fromkeys(counts, 0)
     examples: dict[str, str] = {}
     for raw, m in zip(program.kept.splitlines(), masked.splitlines()):
         if not m.strip():
             continue    # blank, or a comment / string line
         kind = classify_line(raw, m, language)
         counts[kind] += 1
+        weight[kind] += len("".join(raw.split()))
         examples.setdefault(kind, raw)
-    judged = counts["code"] + counts["foreign"] + counts["prose"]
-    share = counts["code"] / judged if judged else 0.0
-    metrics = {"code_lines": counts["code"], "prose_lines": counts["prose"], "foreign_lines": counts["foreign"],
-               "code_line_share": round(share, 3)}
-    if counts["code"] and share >= CODE_SHARE:
+    marked = counts["code"] + counts["foreign"]
+    own = counts["code"] / marked if marked else 1.0     # how the plain lines are shared out
+    code = weight["code"] + own * weight["plain"]
+    judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"]
+    share = code / judged if judged else 0.0
+    metrics = {"code_lines": counts["code"], "plain_lines": counts["plain"], "prose_lines": counts["prose"],
+               "foreign_lines": counts["foreign"], "code_share": round(share, 3)}
+    if code and share >= CODE_SHARE:
         return Finding(False, metrics)
-    evidence = {"reason": "only comments and closing brackets" if not judged else
-                f"{counts['code']} of {judged} lines are {language} code"}
+    if not judged:
+        reason = "only comments and closing brackets"
+    elif not code:
+        reason = f"no line is {language} code"
+    else:
+        reason = f"{share:.0%} of the completion's code and prose is {language} code"
+    evidence = {"reason": reason}
     for kind in ("prose", "foreign"):
         if kind in examples:
             evidence[f"{kind}_example"] = clip(examples[kind], 160)

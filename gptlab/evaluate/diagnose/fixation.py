@@ -4,13 +4,17 @@
 
 word_fixation. Content words are words of >= 3 letters that are not stop words or number words
 (text.STOP_WORDS, text.NUMBER_WORDS), folded for plural/possessive ("ecosystems" = "ecosystem").
+A word that labels a numbered thing ("Item 1B", "Note 12", "Table 3") is not counted: a table of
+contents repeats "Item" without fixating on it.
 `top_word_share` = count of the most frequent content word / all content words. The failure:
 count >= WORD_MIN_COUNT and share >= WORD_SHARE. Human topic words recur ("revenue", "galaxy", "barn")
 and reach a share of ~0.17 in 80-160-word passages of the corpus (bench/diagnose_calibrate.py); the
 threshold sits well above that.
 
 number_fixation. A number run is a stretch of figures separated by at most one other word (units such as
-"million" or "%" are part of the figure), as in "1.8, 1.5, 1.6, 1.8, 1.5". `number_run_repeat_share` =
+"million" or "%" are part of the figure), as in "1.8, 1.5, 1.6, 1.8, 1.5". A line that ends in a figure
+followed by a line that starts with a word ends the run: that is a table's next row and its label
+("First quarter $0.22 $0.20" / "Second quarter $0.22 $0.20"), and equal figures in labelled rows are data. `number_run_repeat_share` =
 the fraction of the run's figures whose value already appeared before it (in the prompt or earlier in the
 completion). The failure: a run of >= RUN_MIN figures with repeat share >= RUN_REPEAT_SHARE, i.e. the
 model lists numbers it has seen rather than stating new ones; a data table of fresh figures does not fail.
@@ -18,6 +22,7 @@ model lists numbers it has seen rather than stating new ones; a data table of fr
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from gptlab.evaluate.diagnose.sample import Finding
@@ -31,8 +36,13 @@ RUN_REPEAT_SHARE = 0.5
 _MAX_GAP_WORDS = 1
 
 
+_LABEL_NUMBER = re.compile(r"[ \t]+\d{1,3}[A-Za-z]?\b(?![.,]\d)")   # "Item 1B", "Note 12", not "in 2,000"
+_ROW_BREAK = re.compile(r"^[ \t]*\n\s*[A-Za-z]")                      # figure, end of line, a row label
+
+
 def word_fixation(completion: str) -> Finding:
-    stems = [stem(w) for w in WORD_RE.findall(completion) if is_content_word(w)]
+    stems = [stem(m.group()) for m in WORD_RE.finditer(completion)
+             if is_content_word(m.group()) and not _LABEL_NUMBER.match(completion, m.end())]
     if not stems:
         return Finding(False, {"top_word": None, "top_word_count": 0, "top_word_share": 0.0})
     counts = Counter(stems)
@@ -50,10 +60,12 @@ def _figures_and_gaps(text: str) -> list[tuple[str, int, int, int]]:
     out = []
     last_end = 0
     for m in NUMBER_RE.finditer(text):
-        between = [w for w in WORD_RE.findall(text[last_end:m.start()]) if w.lower() not in NUMBER_WORDS]
+        gap = text[last_end:m.start()]
+        between = [w for w in WORD_RE.findall(gap) if w.lower() not in NUMBER_WORDS]
         value = number_value(m.group())
         if value:
-            out.append((value, m.start(), m.end(), len(between)))
+            new_row = out and _ROW_BREAK.match(gap)
+            out.append((value, m.start(), m.end(), _MAX_GAP_WORDS + 1 if new_row else len(between)))
             last_end = m.end()
     return out
 

@@ -66,7 +66,9 @@ MARKERS = [(re.compile(p, flags), frozenset(langs)) for p, langs, flags in (
     (r"\b(public|private|protected)\s+[\w<>\[\],\s]*\w+\s*[({=;]|\bSystem\.\w+|@Override\b|"
      r"\b(int|long|double|boolean|char|void|String|float)(\[\])?\s+\w+\s*[=;,)(]|^\s*package\s+[\w.]+;|"
      r"^\s*import\s+(static\s+)?[\w.]+\*?;", (_JAVA,), 0),
-    (r"\b(const|let|var)\s+([\w$]+\s*=|[{\[])|=>|\bfunction\s*\*?\s*[\w$]*\s*\(|\bconsole\.\w+|===|!==|"
+    (r"\b(const|var)\s+[\w$]+\s*=", (_GO, _JS, _JSX), 0),     # `var x = f()` is Go as much as JavaScript
+    (r"^\s*(const|var|type)\s*\(\s*$", (_GO,), 0),
+    (r"\blet\s+([\w$]+\s*=|[{\[])|\b(const|var)\s+[{\[]|=>|\bfunction\s*\*?\s*[\w$]*\s*\(|\bconsole\.\w+|===|!==|"
      r"\brequire\(|\bmodule\.exports\b|\b(document|window)\.\w|^\s*export\s+(default|const|function|class)\b|"
      r"^\s*import\b.*\bfrom\s+['\"]", (_JS, _JSX), 0),
     (r"<\/?[A-Z][\w.]*(\s|/?>|$)|<\/?(div|span|p|ul|li|button|h[1-6]|form|input)\b[^>]*>|\bclassName=|"
@@ -75,10 +77,13 @@ MARKERS = [(re.compile(p, flags), frozenset(langs)) for p, langs, flags in (
     (r"[{]\s*$|^\s*[}]", tuple(_C_FAMILY), 0),
     (r"'[^'\n]{2,}'", (_PY, _JS, _JSX, _SQL), 0),
     (r"\bawait\s+[\w.]+\(|^\s*async\s+(def|function)\b", (_PY, _JS, _JSX), 0),
-    (r"\bnew\s+[A-Z]\w*\s*[(<\[]|\bthis\.\w|[=(,]\s*null\b|\bnull\s*[;),]", (_JAVA, _JS, _JSX), 0),
+    (r"\bnew\s+[A-Z]\w*\s*[(<\[]|\bthis\.\w", (_JAVA, _JS, _JSX), 0),
+    (r"[=(,]\s*null\b|\bnull\s*[;),]", (_JAVA, _JS, _JSX, _SQL), 0),
     (r"\bselect\b.+\bfrom\s+\w|\b(sum|count|avg|min|max)\s*\(\s*(\*|distinct\b|[\w.]+\s*\))|\blimit\s+\d+\s*;?\s*$",
      (_SQL,), re.IGNORECASE),
     (r"^\s*(SELECT|FROM|WHERE|JOIN|LEFT JOIN|INNER JOIN|GROUP BY|ORDER BY|HAVING|UNION)\b", (_SQL,), 0),
+    (r"^\s*(create|drop|alter)\s+(or\s+replace\s+)?(temp\w*\s+)?(table|view|index|function|type|schema|trigger|"
+     r"aggregate|sequence)\b|^\s*insert\s+into\b|^\s*update\s+\w+\s+set\b|^\s*delete\s+from\b", (_SQL,), re.IGNORECASE),
     (r"^\s*(from|join)\s+\w+(\s+(as\s+)?\w+)?\s*;?\s*$|^\s*(group|order)\s+by\s+[\w.]+(\s*,\s*[\w.]+)*"
      r"(\s+(desc|asc))?\s*;?\s*$|^\s*where\s+[\w.]+\s*(=|<|>|!=|like\b|in\b|is\b)", (_SQL,), 0),
 )]

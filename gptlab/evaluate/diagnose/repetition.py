@@ -5,7 +5,8 @@
 Tokens are numbers ("1,234.5" is one token), words and single punctuation marks, lower-cased;
 whitespace and indentation never matter. In code every digit run is replaced by 0, so "def sort_2" and
 "def sort_3" are the same line; in prose numbers stay as written, so a list of different figures is not
-a loop (runs of figures are number_fixation's business).
+a loop, and a prose loop's unit must hold a word: "10:42, 10:42, 10:42" is a run of figures, which is
+number_fixation's business.
 
 Signals, any one fails the sample (thresholds calibrated with bench/diagnose_calibrate.py):
 * a loop: a unit of `loop_unit_tokens` tokens repeated back to back, >= LOOP_COPIES times, where each
@@ -80,11 +81,12 @@ def _candidate_units(ids: np.ndarray, lo: int, hi: int) -> list[int]:
 
 
 def find_loop(ids: np.ndarray, min_unit: int, density: float, copies: int = LOOP_COPIES,
-              max_unit: int = MAX_UNIT) -> tuple[int, int, int] | None:
+              max_unit: int = MAX_UNIT, accept=None) -> tuple[int, int, int] | None:
     """The longest back-to-back repetition as (start, unit, length in tokens), or None.
 
     For each unit length p, position i "repeats" when ids[i] == ids[i - p]; a loop is a stretch where every
-    window of p positions repeats at >= `density`, and its length must hold >= `copies` units."""
+    window of p positions repeats at >= `density`, and its length must hold >= `copies` units.
+    `accept(start, p)`, when given, may refuse a loop by its first unit."""
     n = len(ids)
     best = None
     for p in _candidate_units(ids, min_unit, min(max_unit, n // copies)):
@@ -100,7 +102,8 @@ def find_loop(ids: np.ndarray, min_unit: int, density: float, copies: int = LOOP
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         k = int(np.argmax(ends - starts))
         length = int(ends[k] - starts[k]) + 2 * p - 1  # eq stretch + the first unit it repeats
-        if length >= copies * p and (best is None or length > best[2]):
+        if length >= copies * p and (best is None or length > best[2]) \
+                and (accept is None or accept(int(starts[k]), p)):
             best = (int(starts[k]), p, length)
     return best
 
@@ -182,7 +185,9 @@ def repetition_loop(completion: str, *, code: bool = False) -> Finding:
     if code:
         loop = find_loop(ids, CODE_MIN_UNIT, CODE_DENSITY)
     else:
-        loop = find_loop(ids, PROSE_MIN_UNIT, PROSE_DENSITY)
+        wordy = np.fromiter((t[0].isalpha() for t in toks), dtype=bool, count=len(toks))
+        loop = find_loop(ids, PROSE_MIN_UNIT, PROSE_DENSITY,
+                         accept=lambda start, p: bool(wordy[start:start + p].any()))
     evidence = None
     if loop is not None:
         start, unit, length = loop
