@@ -1,13 +1,17 @@
-"""Precision and recall of every mode on the hand-labelled samples.
+"""Precision and recall of every mode on hand-labelled samples.
 
     python -m pytest tests/test_diagnose_accuracy.py -s        (prints the tables)
 
 tests/data/diagnose_labelled.jsonl: 126 completions written in the style of 124M-model samples, every
 domain and language, clean ones and hard negatives included; each line is an input line plus "labels",
-the modes a careful reader assigns by the definitions in docs/failure_modes.md.
+the modes a careful reader assigns by the definitions in docs/failure_modes.md. It was written by the
+detectors' author.
 tests/data/diagnose_heldout.jsonl: 20 more on new probes, written after the thresholds were fixed and
-scored once as they were. The target is >= 0.9 for each mode; the assertion is a regression floor,
-lower than the target, because one sample moves a rate by ~0.1 at this size.
+scored once as they were.
+tests/data/diagnose_blind*.jsonl: written blind by another writer, who had the issue's definitions of the
+modes and never saw the detectors, their thresholds or the other sets (docs/failure_modes.md, "Accuracy").
+The target is >= 0.9 for each mode; the assertions are regression floors, lower than the target, because
+one sample moves a rate by ~0.1 at these sizes.
 """
 
 import json
@@ -21,6 +25,7 @@ from gptlab.evaluate.sandbox import isolation
 
 DATA = Path(__file__).parent / "data"
 LABELLED, HELDOUT = DATA / "diagnose_labelled.jsonl", DATA / "diagnose_heldout.jsonl"
+BLIND = sorted(DATA.glob("diagnose_blind*.jsonl"))
 FLOOR = 0.7
 
 
@@ -65,14 +70,18 @@ def test_the_set_covers_every_domain_language_and_mode(labelled):
     assert sum(not r["labels"] for r in rows) >= 20
 
 
+def below_floor(table) -> dict:
+    if isolation() is None:
+        table = {m: t for m, t in table.items() if m != "test_failure"}   # not executed: nothing to score
+    return {m: (t["precision"], t["recall"]) for m, t in table.items()
+            if t["tp"] + t["fn"] and (t["precision"] is None or t["precision"] < FLOOR or t["recall"] < FLOOR)}
+
+
 def test_precision_and_recall_per_mode(labelled):
     rows, diagnoses = labelled
     table = score(rows, diagnoses)
     print("\n" + render(table))
-    if isolation() is None:
-        table.pop("test_failure")     # not executed without a sandbox: nothing to score
-    misses = {m: (round(t["precision"], 2), round(t["recall"], 2)) for m, t in table.items()
-              if t["precision"] is None or t["precision"] < FLOOR or t["recall"] < FLOOR}
+    misses = below_floor(table)
     assert not misses, f"below {FLOOR}: {misses}\n{render(table)}"
 
 
@@ -82,3 +91,18 @@ def test_held_out_samples():
     print("\nheld out\n" + render(table))
     wrong = [r["id"] for r, d in zip(rows, diagnoses) if set(d.failures) != set(r["labels"])]
     assert len(wrong) <= 2, wrong
+
+
+@pytest.mark.parametrize("path", BLIND, ids=lambda p: p.stem)
+def test_blind_sets(path):
+    rows, diagnoses = load(path)
+    assert len(rows) >= 90 and sum(not r["labels"] for r in rows) >= 20
+    table = score(rows, diagnoses)
+    print(f"\n{path.name}\n" + render(table))
+    assert min(t["tp"] + t["fn"] for t in table.values()) >= 6, "every mode needs positives"
+    misses = below_floor(table)
+    assert not misses, f"below {FLOOR}: {misses}\n{render(table)}"
+
+
+def test_blind_sets_exist():
+    assert BLIND, "tests/data/diagnose_blind*.jsonl missing"

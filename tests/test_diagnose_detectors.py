@@ -1,5 +1,7 @@
 """The prose detectors one by one: each fails what its definition names and passes its hard negatives."""
 
+import pytest
+
 from gptlab.evaluate.diagnose.echo import ECHO_WORDS_CODE, ECHO_WORDS_PROSE, prompt_echo
 from gptlab.evaluate.diagnose.figures import malformed_figure
 from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
@@ -35,6 +37,13 @@ def test_stock_phrases_and_identifiers_are_not_echo():
     prompt = "def quicksort(arr):\n    \"\"\"Sort arr in ascending order.\"\"\"\n"
     code = "    if len(arr) <= 1:\n        return arr\n    return quicksort([x for x in arr[1:]])\n"
     assert not prompt_echo(prompt, code, code=True).failed
+
+
+def test_a_short_prompt_copied_whole_is_echo():
+    prompt = "The invention of the printing press by Johannes Gutenberg around 1440 transformed European society."
+    f = prompt_echo(prompt, " " + prompt + " Books became cheaper, and more people learned to read.")
+    assert f.failed and f.metrics["echo_words"] == 14      # below the 18 words that long prompts need
+    assert not prompt_echo(prompt, " Gutenberg around 1440 transformed European society with books.").failed
 
 
 def test_whole_prompt_repeated_gets_a_hint():
@@ -84,6 +93,12 @@ def test_legit_repetition_is_not_a_loop():
     assert not repetition_loop(go, code=True).failed
     figures = "Revenue was 1.8, 1.5, 2.3, 4.1, 0.9, 3.3 and 2.2 billion in the seven regions."
     assert not repetition_loop(figures).failed
+
+
+def test_a_phrase_of_figures_only_is_number_fixation_not_a_loop():
+    table = "Asia Pacific 692 692 692\n" + "692 " * 40 + "\n"
+    assert not repetition_loop(table).failed
+    assert number_fixation("Revenue was 692 million.", table).failed
 
 
 def test_a_run_of_one_figure_is_not_a_prose_loop_but_a_sentence_with_figures_is():
@@ -176,6 +191,13 @@ def test_malformed_figures_each_rule():
         assert f.failed and f.evidence["figures"][0]["rule"] == rule, figure
 
 
+def test_malformed_cells_of_a_table_without_currency_signs():
+    table = ("                 2023     2022\n5.125% Senior notes due 2031 4.0.0.0 400.0\n"
+             "Term loan 2,37.5 250.0\nSee Note 4.2.1 for the terms.\n")
+    f = malformed_figure(table)
+    assert f.failed and [x["rule"] for x in f.evidence["figures"]] == ["several_decimal_points", "bad_grouping"]
+
+
 def test_real_figures_are_not_malformed():
     text = ("Revenue was $1,234,567 thousand, or 12.5%, up from (1,234); rates of 3.25%–3.50%; $0.01 par value; "
             "see Note 4.2.1 and Section 10-K; pages 1,2,3; 1,000,000 shares; $ 574,785 and 2023,2024.")
@@ -200,3 +222,11 @@ def test_normalise_fills_defaults_and_folds_language_names():
     assert (s.id, s.domain, s.prompt, s.completion, s.language, s.requires) == \
         ("7", "general", "", "ab", "python", ("recursion",))
     assert notes == {"completion": ["NUL characters removed"]}
+
+
+def test_tests_may_be_a_list_of_statements():
+    from gptlab.evaluate.diagnose.io import sample_from_dict
+    row = {"id": "1", "domain": "code", "prompt": "p", "completion": "c", "tests": ["assert f(1) == 2", "assert f(0) == 1"]}
+    assert sample_from_dict(row).tests == "assert f(1) == 2\nassert f(0) == 1\n"
+    with pytest.raises(ValueError, match="'tests'"):
+        sample_from_dict({**row, "tests": [1, 2]})

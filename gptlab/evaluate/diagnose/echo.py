@@ -6,7 +6,9 @@ Metrics: `echo_words`, the longest run of consecutive words (case-sensitive, pun
 ignored; "1.8" is two words) that occurs in both the prompt and the completion; `echo_share`, the
 fraction of the completion's words inside copied runs of >= ECHO_MIN_RUN words.
 
-The failure: echo_words >= ECHO_WORDS_PROSE for prose, >= ECHO_WORDS_CODE for code probes. Calibration
+The failure: echo_words >= ECHO_WORDS_PROSE for prose, >= ECHO_WORDS_CODE for code probes, or a copy of
+(nearly) the whole prompt (>= WHOLE_PROMPT of its words, and >= WHOLE_PROMPT_MIN words) when the prompt is
+shorter than those thresholds: a one-sentence prompt repeated word for word is an echo. Calibration
 (bench/diagnose_calibrate.py): human text continuing a 30-word passage repeats up to 10 of its words in
 encyclopedic prose but up to 17 in 10-K prose, whose boilerplate recurs ("such unrealized losses or gains
 would be offset by corresponding gains or losses"); hence 18 for prose. A code probe's prompt is an
@@ -22,6 +24,8 @@ from gptlab.evaluate.diagnose.text import clip, word_spans
 ECHO_WORDS_PROSE = 18
 ECHO_WORDS_CODE = 12
 ECHO_MIN_RUN = 6      # runs counted by echo_share (shorter ones are stock phrases)
+WHOLE_PROMPT = 0.9
+WHOLE_PROMPT_MIN = 10
 _ANCHOR = 3           # runs are found from shared word trigrams
 _MAX_ANCHOR_HITS = 64  # a trigram occurring more often than this in the prompt is not a useful anchor
 
@@ -67,7 +71,8 @@ def prompt_echo(prompt: str, completion: str, *, code: bool = False) -> Finding:
     longest = runs[0][2] if runs else 0
     metrics = {"echo_words": longest,
                "echo_share": round(len(covered) / len(c_words), 3) if c_words else 0.0}
-    if longest < threshold:
+    whole = longest >= WHOLE_PROMPT_MIN and longest >= WHOLE_PROMPT * len(p_words)
+    if longest < threshold and not whole:
         return Finding(False, metrics)
     i, j, k = runs[0]
     start, end = c_spans[i][1], c_spans[i + k - 1][2]

@@ -3,10 +3,11 @@
     python -m pytest tests/test_diagnose_detectors.py -k figure
 
 A figure is in a money context when it carries a currency sign or is followed by a magnitude word
-(thousand, million, billion, trillion) or a percent sign/word. The rules, each with its name in evidence:
+(thousand, million, billion, trillion) or a percent sign/word, or when it is a table cell (another figure or
+the line's end follows it) on a line that holds such a figure ("5.125% Senior notes due 2031 400.0 500.0"). The rules, each with its name in evidence:
 * currency_percent: a currency amount that is also a percentage ("$5.42%", "$3 percent");
-* bad_grouping: thousands separators not in groups of three, in a money context or with >= 3 groups
-  ("$1,23,456", "12,3456 million"; a bare "2023,2024" is a list, not a figure);
+* bad_grouping: thousands separators not in groups of three, in a money context, with >= 3 groups, or
+  with a decimal part ("$1,23,456", "12,3456 million", "2,37.5"; a bare "2023,2024" is a list, not a figure);
 * several_decimal_points: "4.2.1 billion", "$3.4.5" (section numbers such as "Note 4.2.1" have no money
   context and pass);
 * doubled_sign: "$$5", "5%%", "5.4$";
@@ -32,9 +33,16 @@ _RULES = (
 )
 
 
-def _problem(m: re.Match) -> str | None:
+_CELL_END = re.compile(r"[ \t]+[$€£(]?\d|[ \t]*(?:\n|$)")   # a table cell: another figure or the line's end next
+
+
+def _is_money(m: re.Match) -> bool:
+    return bool(m.group("cur")) or bool((m.group("tail") or "").strip())
+
+
+def _problem(m: re.Match, money_line: bool) -> str | None:
     num, cur, tail = m.group("num"), m.group("cur"), (m.group("tail") or "").strip().lower()
-    money = bool(cur) or bool(tail)
+    money = _is_money(m) or money_line
     percent = tail in ("%", "percent")
     if cur and percent:
         return "currency_percent"
@@ -46,7 +54,8 @@ def _problem(m: re.Match) -> str | None:
         grouped_badly = len(groups[0]) > 3 or any(len(g) != 3 for g in groups[1:])
         # without money context only the lakh-style "1,23,456" is a figure; "1,2,3" is a list
         lakh = len(groups) >= 3 and len(groups[-1]) == 3
-        if grouped_badly and (money or lakh) and "" not in groups:
+        decimal = num.count(".") == 1 and num.index(".") > num.rindex(",")
+        if grouped_badly and (money or lakh or decimal) and "" not in groups:
             return "bad_grouping"
     return None
 
@@ -61,9 +70,12 @@ def _widen(text: str, start: int, end: int) -> str:
 def malformed_figure(completion: str) -> Finding:
     problems = []
     figures = 0
-    for m in _FIGURE_RE.finditer(completion):
+    matches = list(_FIGURE_RE.finditer(completion))
+    money_lines = {completion.count("\n", 0, m.start()) for m in matches if _is_money(m)}
+    for m in matches:
         figures += 1
-        kind = _problem(m)
+        cell = _CELL_END.match(completion, m.end()) is not None
+        kind = _problem(m, cell and completion.count("\n", 0, m.start()) in money_lines)
         if kind:
             problems.append((m.start(), m.end(), kind))
     for kind, pattern in _RULES:

@@ -54,6 +54,9 @@ def sample_from_dict(row: dict) -> Sample:
     for name in ("id", "domain", "prompt", "completion"):
         if name not in row:
             raise ValueError(f"missing field {name!r}")
+    tests = row.get("tests")
+    if isinstance(tests, list) and all(isinstance(t, str) for t in tests):
+        row = {**row, "tests": "\n".join(tests) + "\n"}     # one statement per item
     for name in _TEXT_FIELDS:
         if row.get(name) is not None and not isinstance(row[name], str):
             raise ValueError(f"field {name!r} must be a string, got {type(row[name]).__name__}")

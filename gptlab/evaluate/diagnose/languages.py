@@ -58,7 +58,8 @@ MARKERS = [(re.compile(p, flags), frozenset(langs)) for p, langs, flags in (
     (r"^\s*(async\s+)?def\s+\w+\s*\(|^\s*(elif|except)\b|^\s*class\s+\w+.*:\s*$", (_PY,), 0),
     (r"^\s*(if|for|while|with|try|else|finally)\b.*:\s*$", (_PY,), 0),
     (r"^\s*import\s+[\w.]+(\s+as\s+\w+)?\s*$|^\s*from\s+[\w.]+\s+import\b", (_PY,), 0),
-    (r"\bself\.|\bos\.environ\[|\[::-?\d*\]|\bprint\(|[=(,]\s*(None|True|False)\b|\blen\(|\brange\(", (_PY,), 0),
+    (r"\bself\.|\bos\.environ\[|\[::-?\d*\]|\bprint\(|[=(,]\s*(None|True|False)\b|\brange\(", (_PY,), 0),
+    (r"\blen\(", (_PY, _GO), 0),
     (r"\bfunc\s+(\(\w+\s+\*?\w+\)\s*)?\w+\s*\(|\bfunc\s*\(|:=|\bfmt\.\w+\(|\berr\s*!=\s*nil\b|"
      r"[=(,]\s*nil\b|\bchan\s+\w|^\s*defer\s+\w|"
      r"\bgo\s+func\b|^\s*package\s+\w+\s*$|^\s*import\s*(\(|\")|\bos\.Getenv\(|\bsignal\.Notify\(",

@@ -18,8 +18,8 @@ Signals, any one fails the sample (thresholds calibrated with bench/diagnose_cal
 * in code, >= LINE_COPIES consecutive lines each nearly the same as the one before (difflib ratio of
   their tokens >= LINE_SIMILARITY; lines of >= 4 tokens), under the same share and tail conditions:
   `print(f([1, 2]))`, `print(f([1, 2, 3]))`, ... grows a little each time, so it is no exact unit.
-* in prose, a phrase of PHRASE_WORDS words occurring >= PHRASE_COUNT times anywhere (a sentence the
-  model keeps coming back to, with other text in between).
+* in prose, a phrase of PHRASE_WORDS words (not figures only) occurring >= PHRASE_COUNT times anywhere (a
+  sentence the model keeps coming back to, with other text in between).
 
 Metrics also report `repeated_ngram_share` (fraction of words inside a word 4-gram seen twice; the usual
 "rep-4" view) and `compression_ratio` (zlib bytes / raw bytes; low = repetitive), for comparison across
@@ -149,11 +149,12 @@ def _similar_lines(completion: str, metrics: dict) -> dict | None:
 
 
 def _phrase_repeats(words: list[str]) -> tuple[tuple, int]:
+    """The most frequent PHRASE_WORDS-word phrase that holds a word (not figures only) and its count."""
     counts = Counter(tuple(words[i:i + PHRASE_WORDS]) for i in range(len(words) - PHRASE_WORDS + 1))
-    if not counts:
-        return (), 0
-    phrase, count = counts.most_common(1)[0]
-    return phrase, count
+    for phrase, count in counts.most_common():
+        if any(w[0].isalpha() for w in phrase):
+            return phrase, count
+    return (), 0
 
 
 def repeated_ngram_share(words: list[str], n: int = 4) -> float:
