@@ -64,7 +64,7 @@ def _is_prose(line: str) -> bool:
 def no_code(program: Program, language: str) -> Finding:
     if not program.kept.strip():
         reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
-        return Finding(True, {"code_lines": 0, "code_line_share": 0.0}, {"reason": reason})
+        return Finding(True, {"code_lines": 0, "code_share": 0.0}, {"reason": reason})
     masked = mask(program.text, language)[len(program.prefix):]
     counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "neutral": 0}
     weight = dict.fromkeys(counts, 0)

@@ -3,8 +3,9 @@
     python -m pytest tests/test_diagnose_detectors.py -k figure
 
 A figure is in a money context when it carries a currency sign or is followed by a magnitude word
-(thousand, million, billion, trillion) or a percent sign/word, or when it is a table cell (another figure or
-the line's end follows it) on a line that holds such a figure ("5.125% Senior notes due 2031 400.0 500.0"). The rules, each with its name in evidence:
+(thousand, million, billion, trillion) or a percent sign/word, or when it is a table cell (another figure
+or the line's end follows it) on a line that holds such a figure ("5.125% Senior notes due 2031 400.0").
+The rules, each with its name in evidence:
 * currency_percent: a currency amount that is also a percentage ("$5.42%", "$3 percent");
 * bad_grouping: thousands separators not in groups of three, in a money context, with >= 3 groups, or
   with a decimal part ("$1,23,456", "12,3456 million", "2,37.5"; a bare "2023,2024" is a list, not a figure);
@@ -18,6 +19,7 @@ On the held-out 10-K sections of the corpus (tens of thousands of real figures) 
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from gptlab.evaluate.diagnose.sample import Finding
@@ -33,7 +35,8 @@ _RULES = (
 )
 
 
-_CELL_END = re.compile(r"[ \t]+[$€£(]?\d|[ \t]*(?:\n|$)")   # a table cell: another figure or the line's end next
+# a table cell: another figure, or the line's end, comes next
+_CELL_END = re.compile(r"[ \t]+[$€£(]?\d|[ \t]*(?:\n|$)")
 
 
 def _is_money(m: re.Match) -> bool:
@@ -71,11 +74,12 @@ def malformed_figure(completion: str) -> Finding:
     problems = []
     figures = 0
     matches = list(_FIGURE_RE.finditer(completion))
-    money_lines = {completion.count("\n", 0, m.start()) for m in matches if _is_money(m)}
+    newlines = [i for i, c in enumerate(completion) if c == "\n"]
+    money_lines = {bisect.bisect(newlines, m.start()) for m in matches if _is_money(m)}
     for m in matches:
         figures += 1
         cell = _CELL_END.match(completion, m.end()) is not None
-        kind = _problem(m, cell and completion.count("\n", 0, m.start()) in money_lines)
+        kind = _problem(m, cell and bisect.bisect(newlines, m.start()) in money_lines)
         if kind:
             problems.append((m.start(), m.end(), kind))
     for kind, pattern in _RULES:

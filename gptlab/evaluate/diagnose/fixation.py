@@ -14,10 +14,11 @@ threshold sits well above that.
 number_fixation. A number run is a stretch of figures separated by at most one other word (units such as
 "million" or "%" are part of the figure), as in "1.8, 1.5, 1.6, 1.8, 1.5". A line that ends in a figure
 followed by a line that starts with a word ends the run: that is a table's next row and its label
-("First quarter $0.22 $0.20" / "Second quarter $0.22 $0.20"), and equal figures in labelled rows are data. `number_run_repeat_share` =
-the fraction of the run's figures whose value already appeared before it (in the prompt or earlier in the
-completion). The failure: a run of >= RUN_MIN figures with repeat share >= RUN_REPEAT_SHARE, i.e. the
-model lists numbers it has seen rather than stating new ones; a data table of fresh figures does not fail.
+("First quarter $0.22 $0.20" / "Second quarter $0.22 $0.20"), and equal figures in labelled rows are
+data. `number_run_repeat_share` = the fraction of the run's figures whose value already appeared before
+it (in the prompt or earlier in the completion). The failure: a run of >= RUN_MIN figures with repeat
+share >= RUN_REPEAT_SHARE, i.e. the model lists numbers it has seen rather than stating new ones; a data
+table of fresh figures does not fail.
 """
 
 from __future__ import annotations

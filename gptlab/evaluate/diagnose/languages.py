@@ -83,8 +83,9 @@ MARKERS = [(re.compile(p, flags), frozenset(langs)) for p, langs, flags in (
     (r"\bselect\b.+\bfrom\s+\w|\b(sum|count|avg|min|max)\s*\(\s*(\*|distinct\b|[\w.]+\s*\))|\blimit\s+\d+\s*;?\s*$",
      (_SQL,), re.IGNORECASE),
     (r"^\s*(SELECT|FROM|WHERE|JOIN|LEFT JOIN|INNER JOIN|GROUP BY|ORDER BY|HAVING|UNION)\b", (_SQL,), 0),
-    (r"^\s*(create|drop|alter)\s+(or\s+replace\s+)?(temp\w*\s+)?(table|view|index|function|type|schema|trigger|"
-     r"aggregate|sequence)\b|^\s*insert\s+into\b|^\s*update\s+\w+\s+set\b|^\s*delete\s+from\b", (_SQL,), re.IGNORECASE),
+    (r"^\s*(create|drop|alter)\s+(or\s+replace\s+)?(temp\w*\s+)?(table|view|index|function|type|schema|"
+     r"trigger|aggregate|sequence)\b|^\s*insert\s+into\b|^\s*update\s+\w+\s+set\b|^\s*delete\s+from\b",
+     (_SQL,), re.IGNORECASE),
     (r"^\s*(from|join)\s+\w+(\s+(as\s+)?\w+)?\s*;?\s*$|^\s*(group|order)\s+by\s+[\w.]+(\s*,\s*[\w.]+)*"
      r"(\s+(desc|asc))?\s*;?\s*$|^\s*where\s+[\w.]+\s*(=|<|>|!=|like\b|in\b|is\b)", (_SQL,), 0),
 )]
