@@ -5,8 +5,8 @@
 Human text from the corpus plays the model: a document's passage of 30 words is the prompt, the next
 80-160 words its "completion". Every detector whose threshold was set on human text runs on these pairs,
 and the share flagged is printed (a false-positive rate: the human continuation has none of the failure
-modes). Code windows (20-60 lines of the code domains) check repetition_loop and no_code; whole 10-K sections check
-hallucinated_section and malformed_figure. For topic_drift the same pairs are compared with pairs whose
+modes). Code windows (20-60 lines of the code domains) check repetition_loop and no_code; whole 10-K
+sections check hallucinated_section and malformed_figure. For topic_drift the same pairs are compared with pairs whose
 completion comes from another document of the domain: the threshold is chosen so that ~5% of human
 continuations fall below it, and the share of other-document tails below it is reported.
 """
@@ -25,9 +25,9 @@ from gptlab.evaluate.diagnose import drift
 from gptlab.evaluate.diagnose.code import no_code
 from gptlab.evaluate.diagnose.echo import prompt_echo
 from gptlab.evaluate.diagnose.figures import malformed_figure
+from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
 from gptlab.evaluate.diagnose.languages import mask
 from gptlab.evaluate.diagnose.program import build_program
-from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
 from gptlab.evaluate.diagnose.repetition import repetition_loop
 from gptlab.evaluate.diagnose.sec import hallucinated_section
 
@@ -66,15 +66,18 @@ def code_windows(docs: list[str], n: int, rnd: random.Random, language: str) -> 
     """Windows of 20, 40 or 60 lines that do not start inside a comment or string (a window cut from the
     middle of a licence header would read as prose, out of its context)."""
     files = [d for d in docs if d.count("\n") > 80]
+    masked: dict[int, str] = {}     # each file is masked once, however many windows it gives
     out = []
     while len(out) < n:
-        doc = rnd.choice(files)
-        lines = doc.splitlines()
+        i = rnd.randrange(len(files))
+        lines = files[i].splitlines()
         size = rnd.choice((20, 40, 60))
         start = rnd.randrange(0, len(lines) - size)
         text = "\n".join(lines[start:start + size]) + "\n"
         offset = sum(len(line) + 1 for line in lines[:start])
-        if mask(doc, language)[offset:offset + len(text) - 1] == mask(text, language)[:-1]:
+        if i not in masked:
+            masked[i] = mask(files[i], language)
+        if masked[i][offset:offset + len(text) - 1] == mask(text, language)[:-1]:
             out.append(text)
     return out
 

@@ -75,11 +75,12 @@ def malformed_figure(completion: str) -> Finding:
     figures = 0
     matches = list(_FIGURE_RE.finditer(completion))
     newlines = [i for i, c in enumerate(completion) if c == "\n"]
-    money_lines = {bisect.bisect(newlines, m.start()) for m in matches if _is_money(m)}
-    for m in matches:
+    lines = [bisect.bisect(newlines, m.start()) for m in matches]
+    money_lines = {line for m, line in zip(matches, lines) if _is_money(m)}
+    for m, line in zip(matches, lines):
         figures += 1
         cell = _CELL_END.match(completion, m.end()) is not None
-        kind = _problem(m, cell and bisect.bisect(newlines, m.start()) in money_lines)
+        kind = _problem(m, cell and line in money_lines)
         if kind:
             problems.append((m.start(), m.end(), kind))
     for kind, pattern in _RULES:
