@@ -129,6 +129,17 @@ def test_a_word_that_labels_numbered_things_is_not_fixation():
     assert word_fixation(prose).failed     # the same word not followed by a number still counts
 
 
+def test_a_sentence_said_over_and_over_counts_once():
+    sentence = ("We believe that our cash and cash equivalents, together with cash generated from operations, "
+                "will be sufficient. ")
+    looped = "We had $85.0 million of restricted cash. " + sentence * 4
+    f = word_fixation(looped)
+    assert not f.failed and f.metrics["repeated_sentences"] == 3 and f.metrics["top_word_count"] == 4
+    varied = ("Cash rose. Our cash pays suppliers. Cash flows from cash sales fund cash reserves. "
+              "Cash is king, and the cash ratio tracks cash. ")
+    assert word_fixation(varied).failed    # the word dominates sentences that differ
+
+
 def test_topic_word_in_normal_prose_is_not_fixation():
     text = ("Net revenue grew 8% to $12.4 billion. Revenue from data centers rose, while gaming revenue fell. "
             "Gross margin improved on a better product mix, and operating expenses grew with headcount. We "

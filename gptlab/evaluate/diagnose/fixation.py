@@ -5,7 +5,9 @@
 word_fixation. Content words are words of >= 3 letters that are not stop words or number words
 (text.STOP_WORDS, text.NUMBER_WORDS), folded for plural/possessive ("ecosystems" = "ecosystem").
 A word that labels a numbered thing ("Item 1B", "Note 12", "Table 3") is not counted: a table of
-contents repeats "Item" without fixating on it.
+contents repeats "Item" without fixating on it. A sentence repeated word for word is counted once: a
+sentence said over and over is repetition_loop's business, and its words dominate only by being copied
+(`repeated_sentences` says how many copies were skipped).
 `top_word_share` = count of the most frequent content word / all content words. The failure:
 count >= WORD_MIN_COUNT and share >= WORD_SHARE. Human topic words recur ("revenue", "galaxy", "barn")
 and reach a share of ~0.17 in 80-160-word passages of the corpus (bench/diagnose_calibrate.py); the
@@ -38,19 +40,32 @@ _MAX_GAP_WORDS = 1
 
 
 _LABEL_NUMBER = re.compile(r"[ \t]+\d{1,3}[A-Za-z]?\b(?![.,]\d)")   # "Item 1B", "Note 12", not "in 2,000"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _ROW_BREAK = re.compile(r"^[ \t]*\n\s*[A-Za-z]")                      # figure, end of line, a row label
 
 
+def _sentence_stems(sentence: str) -> list[str]:
+    return [stem(m.group()) for m in WORD_RE.finditer(sentence)
+            if is_content_word(m.group()) and not _LABEL_NUMBER.match(sentence, m.end())]
+
+
 def word_fixation(completion: str) -> Finding:
-    stems = [stem(m.group()) for m in WORD_RE.finditer(completion)
-             if is_content_word(m.group()) and not _LABEL_NUMBER.match(completion, m.end())]
+    stems, seen, repeated = [], set(), 0
+    for sentence in _SENTENCE_END.split(completion):
+        key = " ".join(WORD_RE.findall(sentence.lower()))
+        if key in seen:
+            repeated += 1
+            continue
+        seen.add(key)
+        stems += _sentence_stems(sentence)
     if not stems:
-        return Finding(False, {"top_word": None, "top_word_count": 0, "top_word_share": 0.0})
+        return Finding(False, {"top_word": None, "top_word_count": 0, "top_word_share": 0.0,
+                               "repeated_sentences": repeated})
     counts = Counter(stems)
     word, count = counts.most_common(1)[0]
     share = count / len(stems)
     metrics = {"top_word": word, "top_word_count": count, "top_word_share": round(share, 3),
-               "content_words": len(stems)}
+               "content_words": len(stems), "repeated_sentences": repeated}
     if count >= WORD_MIN_COUNT and share >= WORD_SHARE:
         return Finding(True, metrics, {"word": word, "count": count, "share": round(share, 3)})
     return Finding(False, metrics)
