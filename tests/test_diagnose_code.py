@@ -3,7 +3,7 @@
 import pytest
 
 from gptlab.evaluate.diagnose import Sample, diagnose, diagnose_many
-from gptlab.evaluate.diagnose.code import classify_line, no_code
+from gptlab.evaluate.diagnose.code import _is_prose, classify_line, no_code
 from gptlab.evaluate.diagnose.program import build_program
 from gptlab.evaluate.diagnose.requirements import VOCABULARY, missing_requirement
 from gptlab.evaluate.diagnose.sql import run_on_schema
@@ -65,6 +65,15 @@ def test_a_paragraph_of_prose_outweighs_a_short_line():
                 "and open the project in your editor, then add a file for the component.\n\nNext, we will\n")
     f = no_code(build_program("export default function Profile({ id }) {\n", tutorial, "jsx"), "jsx")
     assert f.failed and f.metrics["prose_lines"] == 2 and f.metrics["plain_lines"] == 1
+
+
+def test_a_paragraph_that_mentions_a_call_is_still_prose():
+    answer = ("A generator is a function that uses the yield keyword instead of return. Each time you call "
+              "next() on it the function runs until the next yield statement, so the averages are computed "
+              "one at a time instead of being stored in a list.\n")
+    f = no_code(build_program("def window_avg(xs, k):\n", answer, "python"), "python")
+    assert f.failed and f.metrics["prose_lines"] == 1
+    assert not _is_prose("Then call sort(items) and print the result of len(items) to see it")  # 2 in 13
 
 
 def test_code_with_a_docstring_and_a_comment_is_code():

@@ -95,6 +95,16 @@ def test_legit_repetition_is_not_a_loop():
     assert not repetition_loop(figures).failed
 
 
+def test_three_like_lines_are_an_unrolled_list_but_a_sentence_said_five_times_is_a_loop():
+    unrolled = ("  return (\n    <ul>\n      <li>{tags[0]}</li>\n      <li>{tags[1]}</li>\n"
+                "      <li>{tags[2]}</li>\n    </ul>\n  );\n}\n")
+    assert not repetition_loop(unrolled, code=True).failed
+    assert repetition_loop(unrolled.replace("<li>{tags[2]}</li>\n", "<li>{tags[2]}</li>\n<li>{tags[3]}</li>\n"),
+                           code=True).failed                         # four lines: LINE_COPIES
+    said = "You can call it anywhere. " + "The function returns a promise, so you need to await it. " * 5
+    assert repetition_loop(said, code=True).failed                    # copies within one line
+
+
 def test_a_phrase_of_figures_only_is_number_fixation_not_a_loop():
     table = "Asia Pacific 692 692 692\n" + "692 " * 40 + "\n"
     assert not repetition_loop(table).failed
@@ -150,7 +160,18 @@ def test_topic_word_in_normal_prose_is_not_fixation():
 def test_number_run_copied_from_prompt():
     prompt = "Our current ratio was 1.8 in 2024, 1.5 in 2023 and 1.6 in 2022."
     f = number_fixation(prompt, " The ratios were 1.8, 1.5, 1.6, 1.8, 1.6, 1.5, 1.8 and 1.6.")
-    assert f.failed and f.evidence["numbers"] == 8 and f.evidence["repeated"] == 1.0
+    assert f.failed and f.evidence["numbers"] == 8 and f.evidence["predictable"] == 1.0
+
+
+def test_counting_is_number_fixation_but_three_fiscal_years_are_not():
+    years = ", ".join(str(y) for y in range(1863, 1875))
+    f = number_fixation("The first bicycle,", f" the velocipede, appeared in {years}")
+    assert f.failed and f.evidence["numbers"] == 12 and f.evidence["predictable"] == 0.75   # 4th term on
+    steps = ", ".join(f"{bp} by ${bp / 40:.1f} million" for bp in range(200, 900, 100))
+    f = number_fixation("A 100 basis point increase would", f" increase expense by {steps}")
+    assert f.failed, "every other figure counts up: basis points and their cost"
+    fresh = " Revenue was $4.1 billion, $3.8 billion and $3.2 billion in fiscal 2024, 2023 and 2022."
+    assert not number_fixation("Results of operations", fresh).failed
 
 
 def test_table_of_fresh_figures_is_not_number_fixation():
@@ -196,7 +217,8 @@ def test_section_check_applies_to_finance_text_only():
 
 def test_malformed_figures_each_rule():
     cases = {"$5.42%": "currency_percent", "$1,23,456": "bad_grouping", "4.2.1 billion": "several_decimal_points",
-             "$$620 million": "doubled_sign", "12% million": "stacked_units"}
+             "$$620 million": "doubled_sign", "12% million": "stacked_units",
+             "62.5.% of our components": "stray_point"}
     for figure, rule in cases.items():
         f = malformed_figure(f"Growth was {figure} in the year.")
         assert f.failed and f.evidence["figures"][0]["rule"] == rule, figure

@@ -53,6 +53,18 @@ def test_figures_do_not_count_as_topic():
     assert "12" not in drift._topic_text(w.late)
 
 
+def test_a_new_10k_section_is_not_drift_but_the_text_before_it_is_judged():
+    prompt = "Item 2. Properties\n\nOur corporate headquarters is located in Austin, Texas, where we lease"
+    before = (" approximately 150,000 square feet of office space. The lease expires in 2029, and we have an "
+              "option to extend it for five more years. We also lease sales offices in New York and London.\n\n")
+    after = ("Item 3. Legal Proceedings\n\nWe are not currently a party to any material legal proceedings. "
+             "From time to time we may be involved in claims arising in the ordinary course of business.")
+    reason = drift.windows(prompt, before + after)
+    assert isinstance(reason, str) and "another 10-K section" in reason
+    w = drift.windows(prompt, before * 3 + after)
+    assert not isinstance(w, str) and "Legal" not in w.late and w.late.strip().endswith("London.")
+
+
 def test_short_completions_are_not_judged():
     d = diagnose(prose(" in the leaves, mostly."))
     assert "topic_drift" not in d.failures

@@ -6,7 +6,8 @@ Read on the completion's part of the program (program.py), with strings and comm
 (languages.mask), each non-blank line is one of:
 * code: it shows a construct of the probe's language (languages.MARKERS);
 * foreign: constructs of other languages only (`os.environ['PORT']` in a Go probe);
-* prose: >= 4 words of which >= 70% are plain words (letters, with sentence punctuation at most);
+* prose: >= 4 words of which >= 70% are plain words (letters, with sentence punctuation at most), and at
+  most one code shape (`a + b`, `==`, `f(`) per 12 words;
 * plain: no construct of any language and not prose (`x = y + 1`, `return x`, `PORT=8080`): such a line
   is valid in many languages, so it is shared out like the marked lines around it. With k code and f
   foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it counts as code;
@@ -51,11 +52,14 @@ def classify_line(raw: str, masked: str, language: str) -> str:
 
 # an operator between operands or a call: "return x * x", "a == b", "f(x)"; prose has almost none
 _CODE_SHAPE = re.compile(r"\w\s+[-+*/%]\s+\w|[=!<>]=|\w\(")
+_WORDS_PER_SHAPE = 12
 
 
 def _is_prose(line: str) -> bool:
+    """>= 4 tokens, >= 70% of them plain words, and at most one code shape per _WORDS_PER_SHAPE tokens: a
+    paragraph may mention `next()`, a line of code is mostly shapes."""
     tokens = line.split()
-    if len(tokens) < 4 or _CODE_SHAPE.search(line):
+    if len(tokens) < 4 or len(_CODE_SHAPE.findall(line)) * _WORDS_PER_SHAPE > len(tokens):
         return False
     plain = sum(1 for t in tokens if _PLAIN_WORD.fullmatch(t))
     return plain / len(tokens) >= 0.7

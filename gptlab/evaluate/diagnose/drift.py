@@ -11,8 +11,12 @@ photographs -> cameras") keep a few surface words but lose the topic, which the 
 word overlap does not.
 
 The failure: `drift_similarity` < DRIFT_SIMILARITY. Only prose completions of >= MIN_WORDS words are
-judged: shorter ones have no "later part". When a sample drifts, the similarity of the completion's
-first LATE_WORDS words is reported too (`drift_start_similarity`), so the evidence shows the fall.
+judged: shorter ones have no "later part". A completion that moves on to another 10-K Item ("Item 4.
+Executive Officers") is judged on the text before that heading: the new section's subject is set by its
+heading, not by the prompt, and a wrong heading is hallucinated_section's business (none of the 38
+labelled samples whose completion has an Item heading was labelled drift, by any of four writers).
+When a sample drifts, the similarity of the completion's first LATE_WORDS words is reported too
+(`drift_start_similarity`), so the evidence shows the fall.
 
 Calibration (bench/diagnose_calibrate.py): a 30-word passage of a corpus document is the prompt, the
 text that follows it a human "completion". DRIFT_SIMILARITY is about the 5th percentile of those human
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gptlab.evaluate.diagnose import minilm
+from gptlab.evaluate.diagnose import minilm, sec
 from gptlab.evaluate.diagnose.sample import Finding
 from gptlab.evaluate.diagnose.text import NUMBER_RE, WORD_RE, clip
 
@@ -60,8 +64,15 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
 
 def windows(prompt: str, completion: str) -> DriftWindows | str:
     """The texts to compare, or the reason the sample is not judged."""
+    heading = sec.first_heading(completion)
+    if heading is not None:
+        completion = completion[:heading.start()]
     spans = _word_spans(completion)
     if len(spans) < MIN_WORDS:
+        if heading is not None:
+            return (f"the completion moves on to another 10-K section after {len(spans)} words "
+                    f"({clip(heading.group().strip(), 40)!r}); drift is judged within the prompt's section, "
+                    f"from {MIN_WORDS} words")
         return f"completion has {len(spans)} words; drift is judged from {MIN_WORDS}"
     p_spans = [end for _, end in _word_spans(prompt)]
     if len(p_spans) < 3:

@@ -12,6 +12,7 @@ The rules, each with its name in evidence:
 * several_decimal_points: "4.2.1 billion", "$3.4.5" (section numbers such as "Note 4.2.1" have no money
   context and pass);
 * doubled_sign: "$$5", "5%%", "5.4$";
+* stray_point: a decimal point with no digits after it, before a percent sign ("62.5.%", "12.%");
 * stacked_units: a percentage with a magnitude ("12% million") or two magnitudes ("4 million billion").
 On the held-out 10-K sections of the corpus (tens of thousands of real figures) nothing is flagged
 (bench/diagnose_calibrate.py).
@@ -32,6 +33,7 @@ _FIGURE_RE = re.compile(
 _RULES = (
     ("doubled_sign", re.compile(rf"{_CUR}\s?{_CUR}\s?\d|\d(?:\.\d+)?\s?%\s?%|\d{_CUR}", re.IGNORECASE)),
     ("stacked_units", re.compile(rf"\d\s?(?:%|percent)\s+{_MAG}\b|\d\s?{_MAG}\s+{_MAG}\b", re.IGNORECASE)),
+    ("stray_point", re.compile(r"\d\.%")),
 )
 
 

@@ -13,8 +13,9 @@ Signals, any one fails the sample (thresholds calibrated with bench/diagnose_cal
   token equals the token one unit earlier for >= PROSE_DENSITY of positions in prose (a copy may differ
   in a word, as a model's copies do), >= CODE_DENSITY in code. Human code is full of near-copies that
   vary in their names (getters, test cases, VarHandle boilerplate); a model's copies are the same block
-  again. In code the unit must also be >= CODE_MIN_UNIT tokens, cover >= CODE_MIN_SHARE of the
-  completion and run to within CODE_TAIL of its end: a model that falls into a loop stays in it.
+  again. In code the unit must also be >= CODE_MIN_UNIT tokens (a unit of one whole line, LINE_COPIES
+  copies, as below), cover >= CODE_MIN_SHARE of the completion and run to within CODE_TAIL of its end: a
+  model that falls into a loop stays in it.
 * in code, >= LINE_COPIES consecutive lines each nearly the same as the one before (difflib ratio of
   their tokens >= LINE_SIMILARITY; lines of >= 4 tokens), under the same share and tail conditions:
   `print(f([1, 2]))`, `print(f([1, 2, 3]))`, ... grows a little each time, so it is no exact unit.
@@ -184,7 +185,14 @@ def repetition_loop(completion: str, *, code: bool = False) -> Finding:
     metrics = {"repeated_ngram_share": round(repeated_ngram_share(words), 3),
                "compression_ratio": compression_ratio(completion)}
     if code:
-        loop = find_loop(ids, CODE_MIN_UNIT, CODE_DENSITY)
+        # a unit that is one whole line needs LINE_COPIES copies, as similar lines do: three lines
+        # `<li>{tags[0]}</li>`, `[1]`, `[2]` are an unrolled list, not a loop
+        def newlines(start, p):
+            end = starts[start + p] if start + p < len(starts) else len(completion)
+            return completion.count("\n", starts[start], end)
+        loop = (find_loop(ids, CODE_MIN_UNIT, CODE_DENSITY, accept=lambda start, p: newlines(start, p) != 1)
+                or find_loop(ids, CODE_MIN_UNIT, CODE_DENSITY, copies=LINE_COPIES,
+                             accept=lambda start, p: newlines(start, p) == 1))
     else:
         wordy = np.fromiter((t[0].isalpha() for t in toks), dtype=bool, count=len(toks))
         loop = find_loop(ids, PROSE_MIN_UNIT, PROSE_DENSITY,

@@ -87,6 +87,11 @@ def _owner(title: str) -> str | None:
                 None)
 
 
+def first_heading(text: str) -> re.Match | None:
+    """The first Item heading in `text`: where a completion moves on to another section of the filing."""
+    return _HEADING_RE.search(text)
+
+
 def hallucinated_section(completion: str) -> Finding:
     problems = []
     heading_spans = []
