@@ -8,8 +8,9 @@ the modes a careful reader assigns by the definitions in docs/failure_modes.md. 
 detectors' author.
 tests/data/diagnose_heldout.jsonl: 20 more on new probes, written after the thresholds were fixed and
 scored once as they were.
-tests/data/diagnose_blind*.jsonl: written blind by another writer, who had the issue's definitions of the
-modes and never saw the detectors, their thresholds or the other sets (docs/failure_modes.md, "Accuracy").
+tests/data/diagnose_blind*.jsonl: each written blind by a separate writer, who had the issue's definitions
+of the modes and never saw the detectors, their thresholds or the other sets (docs/failure_modes.md,
+"Accuracy").
 The target is >= 0.9 for each mode; the assertions are regression floors, lower than the target, because
 one sample moves a rate by ~0.1 at these sizes.
 """

@@ -155,6 +155,14 @@ def test_sql_requirements_and_run_on_schema():
     assert "no such column: total" in wrong.evidence["missing_requirement"]["sqlite_error"]
 
 
+def test_exists_and_in_are_subqueries():
+    kw = dict(language="sql", prefix="SELECT", schema=SCHEMA, requires=("subquery",))
+    for where in ("NOT EXISTS (SELECT 1 FROM orders o2 WHERE o2.id > o.id)",
+                  "o.amount > (SELECT AVG(amount) FROM orders)", "o.id IN (SELECT id FROM orders)"):
+        assert diagnose(code(f" o.customer FROM orders o WHERE {where};", **kw)).failures == [], where
+    assert diagnose(code(" customer FROM orders WHERE amount > 10;", **kw)).failures == ["missing_requirement"]
+
+
 def test_model_sql_cannot_attach_files_or_write(tmp_path):
     target = tmp_path / "x.db"
     assert "not authorized" in run_on_schema(f"ATTACH DATABASE '{target}' AS x", SCHEMA)["error"]

@@ -103,6 +103,12 @@ def test_three_like_lines_are_an_unrolled_list_but_a_sentence_said_five_times_is
                            code=True).failed                         # four lines: LINE_COPIES
     said = "You can call it anywhere. " + "The function returns a promise, so you need to await it. " * 5
     assert repetition_loop(said, code=True).failed                    # copies within one line
+    handlers = "    try:\n        return a / b\n" + "    except ZeroDivisionError:\n        return None\n" * 6
+    assert repetition_loop(handlers, code=True).failed                # a short unit, copied six times
+    assert not repetition_loop(handlers.replace(
+        "    except ZeroDivisionError:\n        return None\n" * 6,
+        "    except ZeroDivisionError:\n        return None\n" * 2 + "    finally:\n        log(a, b)\n"),
+        code=True).failed
 
 
 def test_a_phrase_of_figures_only_is_number_fixation_not_a_loop():
@@ -145,6 +151,10 @@ def test_a_sentence_said_over_and_over_counts_once():
     looped = "We had $85.0 million of restricted cash. " + sentence * 4
     f = word_fixation(looped)
     assert not f.failed and f.metrics["repeated_sentences"] == 3 and f.metrics["top_word_count"] == 4
+    shuffled = ("Tardigrades survive freezing. They survive because they survive. They survive extreme "
+                "conditions because they survive extreme conditions. " + "Because they survive extreme conditions "
+                "they survive extreme conditions. " * 4)
+    assert not word_fixation(shuffled).failed and word_fixation(shuffled).metrics["repeated_sentences"] == 4
     varied = ("Cash rose. Our cash pays suppliers. Cash flows from cash sales fund cash reserves. "
               "Cash is king, and the cash ratio tracks cash. ")
     assert word_fixation(varied).failed    # the word dominates sentences that differ

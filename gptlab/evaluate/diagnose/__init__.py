@@ -18,6 +18,6 @@ from gptlab.evaluate.diagnose.pipeline import diagnose, diagnose_many
 from gptlab.evaluate.diagnose.sample import MODES, Diagnosis, Sample
 
 # Bump when any threshold or detector logic changes: stored findings are keyed by it.
-DETECTOR_VERSION = "5"
+DETECTOR_VERSION = "6"
 
 __all__ = ["Sample", "Diagnosis", "diagnose", "diagnose_many", "MODES", "DETECTOR_VERSION"]

@@ -5,9 +5,10 @@
 word_fixation. Content words are words of >= 3 letters that are not stop words or number words
 (text.STOP_WORDS, text.NUMBER_WORDS), folded for plural/possessive ("ecosystems" = "ecosystem").
 A word that labels a numbered thing ("Item 1B", "Note 12", "Table 3") is not counted: a table of
-contents repeats "Item" without fixating on it. A sentence repeated word for word is counted once: a
-sentence said over and over is repetition_loop's business, and its words dominate only by being copied
-(`repeated_sentences` says how many copies were skipped).
+contents repeats "Item" without fixating on it. A sentence made of the same content words as an earlier
+one is counted once: a sentence said over and over, word for word or shuffled ("they survive because they
+survive"), is repetition_loop's business, and its words dominate only by being copied
+(`repeated_sentences` says how many such sentences were skipped).
 `top_word_share` = count of the most frequent content word / all content words. The failure:
 count >= WORD_MIN_COUNT and share >= WORD_SHARE. Human topic words recur ("revenue", "lease", "star"):
 of 6,800 passages of 80-160 words from the corpus (bench/diagnose_calibrate.py, --seed 0, 1 and 2),
@@ -57,12 +58,13 @@ def _sentence_stems(sentence: str) -> list[str]:
 def word_fixation(completion: str) -> Finding:
     stems, seen, repeated = [], set(), 0
     for sentence in _SENTENCE_END.split(completion):
-        key = " ".join(WORD_RE.findall(sentence.lower()))
-        if key in seen:
+        words = _sentence_stems(sentence)
+        key = frozenset(words)
+        if key and key in seen:
             repeated += 1
             continue
         seen.add(key)
-        stems += _sentence_stems(sentence)
+        stems += words
     if not stems:
         return Finding(False, {"top_word": None, "top_word_count": 0, "top_word_share": 0.0,
                                "repeated_sentences": repeated})

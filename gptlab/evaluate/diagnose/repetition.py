@@ -13,9 +13,10 @@ Signals, any one fails the sample (thresholds calibrated with bench/diagnose_cal
   token equals the token one unit earlier for >= PROSE_DENSITY of positions in prose (a copy may differ
   in a word, as a model's copies do), >= CODE_DENSITY in code. Human code is full of near-copies that
   vary in their names (getters, test cases, VarHandle boilerplate); a model's copies are the same block
-  again. In code the unit must also be >= CODE_MIN_UNIT tokens (a unit of one whole line, LINE_COPIES
-  copies, as below), cover >= CODE_MIN_SHARE of the completion and run to within CODE_TAIL of its end: a
-  model that falls into a loop stays in it.
+  again. In code the unit must also be >= CODE_MIN_UNIT tokens (a unit of one whole line needs LINE_COPIES
+  copies, as below; a shorter unit over several lines, `except E:` / `return None`, needs
+  SHORT_UNIT_COPIES), cover >= CODE_MIN_SHARE of the completion and run to within CODE_TAIL of its end:
+  a model that falls into a loop stays in it.
 * in code, >= LINE_COPIES consecutive lines each nearly the same as the one before (difflib ratio of
   their tokens >= LINE_SIMILARITY; lines of >= 4 tokens), under the same share and tail conditions:
   `print(f([1, 2]))`, `print(f([1, 2, 3]))`, ... grows a little each time, so it is no exact unit.
@@ -46,6 +47,8 @@ LINE_COPIES = 4
 LINE_SIMILARITY = 0.8
 PROSE_MIN_UNIT = 3
 CODE_MIN_UNIT = 8
+SHORT_UNIT = 4            # `except E:` / `return None`, copied over and over
+SHORT_UNIT_COPIES = 5
 CODE_MIN_SHARE = 0.25
 CODE_TAIL = 0.2
 MAX_UNIT = 200          # tokens; a React component copied whole is ~100-150
@@ -192,7 +195,9 @@ def repetition_loop(completion: str, *, code: bool = False) -> Finding:
             return completion.count("\n", starts[start], end)
         loop = (find_loop(ids, CODE_MIN_UNIT, CODE_DENSITY, accept=lambda start, p: newlines(start, p) != 1)
                 or find_loop(ids, CODE_MIN_UNIT, CODE_DENSITY, copies=LINE_COPIES,
-                             accept=lambda start, p: newlines(start, p) == 1))
+                             accept=lambda start, p: newlines(start, p) == 1)
+                or find_loop(ids, SHORT_UNIT, CODE_DENSITY, copies=SHORT_UNIT_COPIES, max_unit=CODE_MIN_UNIT - 1,
+                             accept=lambda start, p: newlines(start, p) >= 2))
     else:
         wordy = np.fromiter((t[0].isalpha() for t in toks), dtype=bool, count=len(toks))
         loop = find_loop(ids, PROSE_MIN_UNIT, PROSE_DENSITY,

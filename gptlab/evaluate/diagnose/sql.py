@@ -39,7 +39,7 @@ def _checks():
         "join": (exp.Join, "a JOIN"),
         "where": (exp.Where, "WHERE"),
         "having": (exp.Having, "HAVING"),
-        "subquery": (exp.Subquery, "a subquery"),
+        "subquery": ((exp.Subquery, exp.Exists), "a subquery"),    # EXISTS (SELECT ...) is no Subquery node
         "window": (exp.Window, "a window function (OVER ...)"),
         "cte": (exp.With, "a WITH clause"),
         "distinct": (exp.Distinct, "DISTINCT"),
