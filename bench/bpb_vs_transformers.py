@@ -2,7 +2,7 @@
 
     python bench/bpb_vs_transformers.py                        small GPT-2 (6 layers, width 384), CPU, float32
     python bench/bpb_vs_transformers.py --layers 12 --heads 12 --width 768 --context 1024 --batch 4
-                                                               GPT-2 124M's shape (slow on 2 CPU cores)
+                                                               GPT-2 124M's shape
     python bench/bpb_vs_transformers.py --device cuda --dtype bfloat16 --layers 12 --heads 12 --width 768 \
         --context 1024 --batch 32 --max-tokens 100000
 
@@ -22,12 +22,7 @@ takes cross-entropy over the scored positions: its usual per-token-loss path. Fo
 also timed with transformers' `logits_to_keep` (its own way to skip the head on context positions), which
 needs a caller who knows the option. Tokenization is done once, outside the timings. Each side runs once to
 warm up, then --repeats times, alternating; the best time of each is reported (the machine may be shared).
-
-Where gptlab's time goes less: the output head (50,257 x width, the largest matrix) runs only on the scored
-positions — half of a window — and in chunks of 1,024 positions whose logits go straight into logsumexp
-minus the target's logit, so the (positions x 50,257) float32 logits, 100 MB per 512 positions, are never
-written out and read back by a separate log-softmax (gptlab/evaluate/bpb.py `token_nll`); GELU is one
-fused op where transformers' GPT-2 composes it from several (pow, tanh, adds and multiplies).
+Findings from past runs: docs/design_log.md (2026-12, models).
 """
 
 from __future__ import annotations
@@ -41,15 +36,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "tests" / "fixtures" / "peers"
+sys.path.insert(0, str(ROOT))        # the gptlab of this checkout, installed or not
+
+from gptlab.checkpoints.bpe_files import read_llmc_tokenizer  # noqa: E402
+from gptlab.evaluate.bpb import _batches, pack_pieces, score_tokens, windows  # noqa: E402
+from gptlab.models.gpt2 import GPT2, config_from_hf, from_hf_state_dict  # noqa: E402
 
 
 def build(args):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from gptlab.models.gpt2 import GPT2, config_from_hf, from_hf_state_dict
     torch.manual_seed(0)
     cfg = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.width, vocab_size=50257,
                      n_positions=args.context)
@@ -77,13 +76,11 @@ def documents(tok, max_tokens):
 
 def batches(seqs, context, stride, batch):
     """The pieces and batches gptlab's scorer forms (same windows, same order, same padding)."""
-    from gptlab.evaluate.bpb import _batches, windows
     pieces = [(i, ids[a:b + 1], f) for i, ids in enumerate(seqs) for a, b, f in windows(len(ids), context, stride)]
     return list(_batches(pieces, batch))
 
 
 def run_hf(hf, plan, token_bytes, device, keep: bool):
-    from gptlab.evaluate.bpb import pack_pieces
     nats, nbytes = 0.0, 0
     with torch.inference_mode():
         for batch in plan:
@@ -121,12 +118,6 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT))
-
-    from transformers.utils import logging as hf_logging
-
-    from gptlab.checkpoints.bpe_files import read_llmc_tokenizer
-    from gptlab.evaluate.bpb import score_tokens
     hf_logging.set_verbosity_error()
     hf, ours, which = build(args)
     tok = read_llmc_tokenizer(PEERS / "llmc" / "tokenizer_stdlib_bpe50257.bin")

@@ -20,8 +20,8 @@ import resource
 import time
 from pathlib import Path
 
-from gptlab.evaluate.diagnose import Sample, diagnose_many
-from gptlab.evaluate.diagnose.io import sample_from_dict
+from gptlab.diagnose import Sample, diagnose_many, minilm
+from gptlab.diagnose.io import sample_from_dict
 
 LABELLED = Path(__file__).resolve().parent.parent / "tests" / "data" / "diagnose_labelled.jsonl"
 
@@ -70,7 +70,6 @@ def main():
     print(f"{os.cpu_count()} CPUs here, load average {os.getloadavg()[0]:.1f}; workers={args.workers}")
     samples = make_samples(args.n, args.seed)
     t = time.perf_counter()
-    from gptlab.evaluate.diagnose import minilm
     minilm.encoder()
     print(f"sentence encoder loaded in {time.perf_counter() - t:.1f} s (once per process; included below: no)")
     prose = sum(s.language is None for s in samples)

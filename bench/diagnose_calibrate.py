@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gptlab.evaluate.diagnose import drift
-from gptlab.evaluate.diagnose.code import no_code
-from gptlab.evaluate.diagnose.echo import prompt_echo
-from gptlab.evaluate.diagnose.figures import malformed_figure
-from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
-from gptlab.evaluate.diagnose.languages import mask
-from gptlab.evaluate.diagnose.program import build_program
-from gptlab.evaluate.diagnose.repetition import repetition_loop
-from gptlab.evaluate.diagnose.sec import hallucinated_section
+from gptlab.diagnose import topic_drift as drift
+from gptlab.diagnose.hallucinated_section import hallucinated_section
+from gptlab.diagnose.languages import mask
+from gptlab.diagnose.malformed_figure import malformed_figure
+from gptlab.diagnose.no_code import no_code
+from gptlab.diagnose.number_fixation import number_fixation
+from gptlab.diagnose.program import build_program
+from gptlab.diagnose.prompt_echo import prompt_echo
+from gptlab.diagnose.repetition_loop import repetition_loop
+from gptlab.diagnose.word_fixation import word_fixation
 
 PROSE = ("web_en", "finance_sec")
 CODE = ("code_python", "code_go", "code_java", "code_javascript", "code_sql")

@@ -18,14 +18,7 @@ min_new_tokens=max_new_tokens)`; gptlab: `Engine.run_batch`. Each side runs once
 
 The default is `gptlab eval`'s workload on a CPU: 8 samples of each prompt, batches of 64 rows (its
 `--batch-rows` default on CPU), here 8 prompts x 8 samples. `--prompts 4` (32 rows) is a smaller batch.
-Where the time goes on a CPU: both spend most of it in the same matrix products (a 124M model at a small
-batch is bound by reading its weights), so `--samples 1` at a small batch is close to 1x. gptlab's gains are
-its design: the prompt is prefilled once per prompt, not once per sample, and its cached keys/values are
-read once per step for all its samples (the attention's largest memory traffic at 8 samples of a 64-token
-prompt); sampling inverts one uniform per row (a two-level inverse CDF) instead of calling torch.multinomial
-over the vocabulary; the cache is preallocated instead of concatenated at every step, a cost that grows with
-the batch (2.3x at 64 rows, 1.5x at 32 on 2 cores).
-On a GPU, per-step Python overhead dominates small models, which is where a lean loop pays most.
+Findings from past runs (where the time goes, on CPU and GPU): docs/design_log.md (2026-12, models).
 """
 
 from __future__ import annotations
@@ -34,12 +27,14 @@ import argparse
 import time
 
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
+
+from gptlab.engine import Engine
+from gptlab.models.gpt2 import GPT2, config_from_hf, from_hf_state_dict
 
 
 def build(args):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from gptlab.models.gpt2 import GPT2, config_from_hf, from_hf_state_dict
     if args.weights:
         hf = GPT2LMHeadModel.from_pretrained(args.weights, local_files_only=True)
         which = args.weights
@@ -102,10 +97,6 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from transformers.utils import logging as hf_logging
-
-    from gptlab.engine import Engine
     hf_logging.set_verbosity_error()
     hf, ours, which = build(args)
     engine = Engine(ours, _Ids(ours.vocab_size), max_rows=10**6, stop_ids=[])

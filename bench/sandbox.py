@@ -1,7 +1,7 @@
 """Throughput of the sandbox: executions per second of `print(1)`, serial and parallel, and the overhead
 per execution against a bare `python -c 'print(1)'`.
 
-    python bench/sandbox.py                 # every mechanism that works here, 40 runs each
+    python bench/sandbox.py                 # every mechanism that works here, 40 executions each
     python bench/sandbox.py --runs 100 --mechanism bwrap
 """
 
@@ -13,8 +13,7 @@ import subprocess
 import sys
 import time
 
-from gptlab.evaluate import sandbox_isolation as iso
-from gptlab.evaluate.sandbox import run, run_many
+from gptlab.sandbox import mechanisms, run, run_many
 
 
 def _per_second(seconds: float, runs: int) -> float:
@@ -29,7 +28,7 @@ def bare_ms(runs: int) -> float:
 
 
 def measure(mechanism: str, runs: int, workers: int) -> tuple[float, float]:
-    """(serial executions/s, parallel executions/s); raises if any run does not print 1."""
+    """(serial executions/s, parallel executions/s); exits if any execution does not print 1."""
     unsafe = mechanism == "none"
     run("print(1)", mechanism=mechanism, unsafe_exec=unsafe)          # warm the probe and page cache
     start = time.perf_counter()
@@ -43,23 +42,23 @@ def measure(mechanism: str, runs: int, workers: int) -> tuple[float, float]:
     results = run_many(jobs, workers=workers)
     parallel = _per_second(time.perf_counter() - start, runs)
     if any(r.stdout != "1\n" for r in results):
-        raise SystemExit(f"{mechanism}: a parallel run failed")
+        raise SystemExit(f"{mechanism}: a parallel execution failed")
     return serial, parallel
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--mechanism", choices=iso.MECHANISMS, action="append",
+    ap.add_argument("--mechanism", choices=mechanisms.MECHANISMS, action="append",
                     help="repeatable; default: bwrap and unshare where they work")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
-    mechanisms = args.mechanism or [m for m in ("bwrap", "unshare") if not iso.probe(m)]
+    chosen = args.mechanism or [m for m in ("bwrap", "unshare") if not mechanisms.probe(m)]
     bare = bare_ms(args.runs)
     print(f"{os.cpu_count()} cores, {args.runs} runs, {args.workers} workers in parallel")
     print(f"bare `python -c 'print(1)'`: {bare:.1f} ms/run = {1000 / bare:.1f} runs/s")
     print(f"{'mechanism':<10} {'serial/s':>9} {'parallel/s':>11} {'ms/run':>7} {'overhead ms':>12}")
-    for mechanism in mechanisms:
+    for mechanism in chosen:
         serial, parallel = measure(mechanism, args.runs, args.workers)
         ms = 1000 / serial
         print(f"{mechanism:<10} {serial:>9.1f} {parallel:>11.1f} {ms:>7.1f} {ms - bare:>12.1f}")

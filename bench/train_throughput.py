@@ -5,8 +5,7 @@
 
 Times `--steps` optimizer steps (after `--warmup` untimed ones) of the real training step — forward, backward,
 Muon + AdamW — on random token batches of the preset's shape. MFU = 6N+attention FLOPs per token x tokens/s /
-the device's peak bf16 dense FLOP/s (H100/H200 SXM: 989 TFLOP/s). nanochat reports about 41% MFU for d12 on
-an H100.
+the device's peak bf16 dense FLOP/s (H100/H200 SXM: 989 TFLOP/s); --device defaults to CUDA when present.
 """
 
 import argparse
@@ -15,6 +14,8 @@ import time
 import torch
 
 from gptlab.config import load_config
+from gptlab.devices import pick_device
+from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
 from gptlab.optim import build_optimizers
 from gptlab.train import PEAK_FLOPS
@@ -23,14 +24,17 @@ from gptlab.train import PEAK_FLOPS
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="demo")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     ap.add_argument("--batch", type=int, help="rows per forward (default: the preset's device_batch_size)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true")
     a = ap.parse_args()
+    try:
+        dev = pick_device(a.device)
+    except GptlabError as e:
+        ap.error(str(e))
     cfg = load_config(a.preset)
-    dev = torch.device(a.device)
     rows, T = a.batch or cfg.train.device_batch_size, cfg.model.sequence_len
     model = GPT(GPTConfig.from_model_config(cfg.model)).to(dev)
     model.init_weights(0)
@@ -67,7 +71,7 @@ def main():
         name = torch.cuda.get_device_name(dev)
         peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
         if peak:
-            print(f"MFU {100 * flops / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s (nanochat d12 on H100: ~41%)")
+            print(f"MFU {100 * flops / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s")
 
 
 if __name__ == "__main__":

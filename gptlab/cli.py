@@ -3,21 +3,29 @@
     gptlab --help            lists the commands
     gptlab demo              trains a tiny model on the shipped corpus, evaluates it, writes the report
 
-Every command imports its library module lazily so that `--help` stays instant (torch is slow to import).
-A `GptlabError` raised anywhere becomes one line on stderr and exit status 2; set GPTLAB_DEBUG=1 to see
-the traceback of an unexpected error instead of its one-line summary.
+Each command imports its library module when it runs (`# deferred:` below), so that `gptlab --help` stays
+instant: torch, matplotlib and the tree-sitter grammars take seconds to import. A `GptlabError` raised
+anywhere becomes one line on stderr and exit status 2; set GPTLAB_DEBUG=1 to see the traceback of an
+unexpected error instead of its one-line summary.
+
+    python -m pytest tests/test_cli_demo.py tests/test_models_cli.py
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
 from gptlab import __version__
+from gptlab.checkpoints.listing import list_checkpoints, render
 from gptlab.errors import GptlabError
+from gptlab.store import Store
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args) -> int | None)
+CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 1 "unexpected error")
 
 
 def command(name, help):
@@ -40,7 +48,8 @@ def runs(name):
 
 @command("train", "train a GPT from a TOML config (checkpoints, per-domain val bpb, resume, DDP)")
 def _train_args(p):
-    p.add_argument("config", help="training config TOML, or a preset name (see configs/)")
+    p.add_argument("config", help="training config TOML, or a preset name: demo, d12, d20, d26 "
+                   "(gptlab/presets/; configs/ has two more examples)")
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -50,7 +59,7 @@ def _train_args(p):
 
 @runs("train")
 def _train(args):
-    from gptlab.train import train_from_cli
+    from gptlab.train import train_from_cli  # deferred: heavy (torch)
     train_from_cli(args.config, out=args.out, resume=args.resume, overrides=args.set, device=args.device)
 
 
@@ -61,12 +70,13 @@ def _tokenizer_args(p):
     t.add_argument("config", help="training config TOML (its [data] sources are the training text)")
     t.add_argument("--vocab-size", type=int, help="vocabulary size incl. specials (default: the config's)")
     t.add_argument("--out", required=True, help="output folder (tokenizer.json is written there)")
-    t.add_argument("--max-chars", type=int, default=50_000_000, help="characters of text to train on")
+    t.add_argument("--max-chars", type=int, help="characters of text to train on (default: the config's "
+                   "tokenizer.train_chars)")
 
 
 @runs("tokenizer")
 def _tokenizer(args):
-    from gptlab.tokenizer import train_tokenizer_from_config
+    from gptlab.tokenizer import train_tokenizer_from_config  # deferred: heavy (tokenizers)
     path = train_tokenizer_from_config(args.config, args.out, vocab_size=args.vocab_size,
                                        max_chars=args.max_chars)
     print(f"wrote {path}")
@@ -80,7 +90,7 @@ def _demo_args(p):
 
 @runs("demo")
 def _demo(args):
-    from gptlab.demo import run_demo
+    from gptlab.commands.demo import run_demo  # deferred: heavy (torch)
     run_demo(args.out, fresh=args.fresh)
 
 
@@ -97,10 +107,7 @@ def _report_args(p):
 
 @runs("report")
 def _report(args):
-    from pathlib import Path
-
-    from gptlab.report import write_report
-    from gptlab.store import Store
+    from gptlab.report import write_report  # deferred: heavy (matplotlib)
     if not Path(args.db).is_file():
         raise GptlabError(f"{args.db}: no results store here; evaluate first: gptlab eval PATH --db {args.db}")
     first = Path(args.paths[0])
@@ -123,7 +130,7 @@ def _watch_args(p):
 
 @runs("watch")
 def _watch(args):
-    from gptlab.report.watch import watch
+    from gptlab.commands.watch import watch  # deferred: heavy (torch)
     return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval)
 
 
@@ -158,7 +165,7 @@ def _eval_args(p):
     p.add_argument("--no-exec", action="store_true", help="diagnose without executing probe tests (findings "
                    "are stored per detector version: later runs keep these unexecuted ones)")
     p.add_argument("--unsafe-exec", action="store_true",
-                   help="run probe tests without the sandbox's isolation (see gptlab/evaluate/sandbox.py)")
+                   help="run probe tests without the sandbox's isolation (see gptlab/sandbox/__init__.py)")
     p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU, 256 on GPU)")
@@ -168,9 +175,9 @@ def _eval_args(p):
 
 @runs("eval")
 def _eval(args):
-    import json
-
-    from gptlab.evaluate.run import evaluate
+    if args.no_probes and args.no_bpb:
+        raise GptlabError("--no-probes with --no-bpb leaves nothing to evaluate; drop one of them")
+    from gptlab.evaluate.job import evaluate  # deferred: heavy (torch)
     on_bpb = (lambda row: print(json.dumps(row), flush=True)) if args.json else None
     evaluate(args.paths, db=args.db, suite=args.suite, temperatures=_numbers(args.temperature, float, "--temperature"),
              max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
@@ -194,7 +201,7 @@ def _sample_args(p):
 
 @runs("sample")
 def _sample(args):
-    from gptlab.sample import sample_paths
+    from gptlab.commands.sample import sample_paths  # deferred: heavy (torch)
     sample_paths(args.path, args.prompt, temperature=args.temperature, max_tokens=args.max_tokens, top_k=args.top_k,
                  top_p=args.top_p, seed=args.seed, device=args.device, last=args.last)
 
@@ -207,7 +214,7 @@ def _probes_args(p):
 
 @runs("probes")
 def _probes(args):
-    from gptlab.evaluate.probes import describe, load_suite
+    from gptlab.probes import describe, load_suite  # deferred: heavy (tree-sitter grammars)
     print(describe(load_suite(args.suite), full=args.full))
 
 
@@ -219,7 +226,6 @@ def _models_args(p):
 
 @runs("models")
 def _models(args):
-    from gptlab.checkpoints.listing import list_checkpoints, render
     infos, errors = list_checkpoints(args.path)
     if infos:
         render(infos)
@@ -250,9 +256,9 @@ def _compare_args(p):
 
 @runs("compare")
 def _compare(args):
-    from gptlab.evaluate.compare import compare_paths
-    from gptlab.report.sections_claims import print_claims
-    from gptlab.report.sections_compare import print_comparison
+    from gptlab.commands.compare import compare_paths  # deferred: heavy (torch)
+    from gptlab.report.sections.claims import print_claims  # deferred: heavy (matplotlib)
+    from gptlab.report.sections.compare import print_comparison  # deferred: heavy (matplotlib)
     if args.resamples < 100:
         raise GptlabError(f"--resamples {args.resamples}: use at least 100")
     got = compare_paths(args.paths, db=args.db, out=args.out, suite=args.suite, claims=args.claims,
@@ -270,15 +276,16 @@ def _check_args(p):
     p.add_argument("claims", metavar="CLAIMS.toml", help="claims file (format: docs/compare.md)")
     p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--fail-on", choices=("false", "inconclusive", "never"), default="false",
+                   help="exit status 3 when a claim is false (default), also when one is inconclusive "
+                        "('inconclusive'), or never ('never'); 0 otherwise, 2 for a bad file or store")
 
 
 @runs("check")
 def _check(args):
-    from pathlib import Path
-
-    from gptlab.evaluate.claims import check, load_claims
-    from gptlab.report.sections_claims import print_claims
-    from gptlab.store import Store
+    from gptlab.compare.claims import load_claims  # deferred: heavy (numpy, tree-sitter grammars)
+    from gptlab.compare.claims_verdict import check, claims_failed  # deferred: heavy (numpy)
+    from gptlab.report.sections.claims import print_claims  # deferred: heavy (matplotlib)
     if args.resamples < 100:
         raise GptlabError(f"--resamples {args.resamples}: use at least 100")
     claims = load_claims(args.claims)
@@ -291,6 +298,7 @@ def _check(args):
     finally:
         store.close()
     print_claims(results, claims.title)
+    return CLAIMS_FAILED if claims_failed(results, args.fail_on) else 0
 
 
 @command("diagnose", "find named failure modes in model samples (JSONL), with evidence and metrics")
@@ -308,7 +316,7 @@ def _diagnose_args(p):
 
 @runs("diagnose")
 def _diagnose(args):
-    from gptlab.evaluate.diagnose.io import diagnose_file, render_json_lines, render_report
+    from gptlab.diagnose.io import diagnose_file, render_json_lines, render_report  # deferred: heavy (numpy)
     if args.workers is not None and args.workers < 1:
         raise GptlabError(f"--workers {args.workers}: must be >= 1")
     rows, results = diagnose_file(args.file, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
@@ -319,9 +327,6 @@ def _diagnose(args):
         print(render_json_lines(results) if args.json else render_report(rows, results))
     else:
         print(f"gptlab: warning: {args.file}: no samples (empty file)", file=sys.stderr)
-
-
-# @@COMMANDS@@
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Typed configuration: dataclasses with defaults, loaded from TOML, with named presets and --set overrides.
 
     gptlab train demo --set train.steps=20        # a preset name, or a path to a TOML file
+    python -m pytest tests/test_train.py -k "config or preset"
 
 A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train]. Unknown keys
 are errors that name the key and the file. Paths in a config are relative to the config file; a path starting
@@ -180,12 +181,6 @@ def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> Config:
         d.val = [resolve_data_path(p, path) for p in d.val]
     validate(cfg, str(path))
     return cfg
-
-
-def config_from_dict(raw: dict, where: str = "config") -> Config:
-    """Rebuild a Config saved by `to_dict` (paths are already absolute)."""
-    raw = {k: v for k, v in raw.items() if k != "source"}
-    return _build(Config, raw, where)
 
 
 def apply_override(raw: dict, item: str) -> None:

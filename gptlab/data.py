@@ -1,6 +1,7 @@
 """Domain-tagged corpora: read documents (txt, jsonl, parquet), tokenize once, and serve packed batches.
 
     gptlab train demo          (tokenizes the demo corpus into RUN_DIR/tokens/, then samples batches)
+    python -m pytest tests/test_data.py
 
 Sources: `.txt` is one document; `.jsonl` is one document per line in its `text` field; `.parquet` is one
 document per row of its `text` column (FineWeb-style shards). Each domain's documents are tokenized into one
@@ -63,7 +64,7 @@ def iter_documents(path: str | Path) -> Iterator[str]:
 
 
 def _parquet_documents(path: Path) -> Iterator[str]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: heavy (pyarrow, ~0.5 s to import), only for parquet corpora
     try:
         f = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid and friends

@@ -1,6 +1,7 @@
 """Process-group plumbing for DDP training, kept outside the model (the model file stays single-device).
 
     torchrun --nproc_per_node=2 -m gptlab train demo --out runs/ddp      # gloo on CPU, NCCL on CUDA
+    python -m pytest tests/test_train.py
 
 `Dist.from_env()` reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK; without them it is a world of one where
 every collective is a no-op. Rank 0 is the only writer (checkpoints, metrics, tokenizer, token caches).
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as td
+from torch.nn.parallel import DistributedDataParallel
+
+from gptlab.devices import pick_device
 
 
 @dataclass
@@ -31,10 +35,7 @@ class Dist:
     def from_env(cls, device: str | None = None) -> "Dist":
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-        if device:
-            dev = torch.device(device)
-        else:
-            dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = pick_device(device)
         if dev.type == "cuda" and world > 1:
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
@@ -55,7 +56,6 @@ class Dist:
     def wrap(self, model):
         if self.world == 1:
             return model
-        from torch.nn.parallel import DistributedDataParallel
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 

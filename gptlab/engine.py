@@ -6,8 +6,9 @@
     python -m pytest tests/test_engine.py
 
 A request is (prompt, temperature, seed); a completion is the generated token ids. Everything a model needs
-is `forward(idx, cache)`, `new_cache(B, max_len)`, `cache.select(rows)` and `sequence_len`
-(gptlab/models/__init__.py), so gptlab's GPT, GPT-2 (nanoGPT, llm.c) and Hugging Face models all sample here.
+is the `CausalLM` interface (gptlab/models/__init__.py): `forward(idx, cache)`, `new_cache(B, max_len)`,
+`cache.select(rows)` and `sequence_len`, so gptlab's GPT, GPT-2 (nanoGPT, llm.c) and Hugging Face models all
+sample here.
 
 Prompt. BOS + encode(prompt) when the tokenizer has a BOS (models are trained with BOS before every
 document). When prompt + max_new exceeds the model's context, the prompt is cropped from the left, keeping
@@ -22,8 +23,8 @@ probability reaches u. So a row's text depends only on its prompt, temperature, 
 not on which other rows share its batch, the batch size, or the order of the job — and a restarted job
 reproduces it exactly on the same device, dtype and thread count (float rounding differs between batch
 shapes or thread counts only in the last bits, which flips a token only when u falls within ~1e-7 of a
-boundary: 2 of 672 samples in one test of 1 against 2 threads). Lengths: the text of the first n tokens is the
-shorter sample, so 80 and 200 tokens cost one 200-token generation.
+boundary). Lengths: the text of the first n tokens is the shorter sample, so 80 and 200 tokens cost one
+200-token generation.
 
 Batching. Rows of many prompts run together: the shared prefix (the first Lmin - 1 tokens, Lmin the shortest
 prompt of the batch) is prefilled once per distinct prompt, and its keys/values stay stored once, read once
@@ -33,8 +34,6 @@ step, each fed its own prompt token while it still has one and its sampled token
 reference LLaMA generator does). Nothing is padded and no attention mask is needed, so the narrow interface
 suffices and every row sees exactly the positions it would see alone. The cost is Lmax - Lmin extra steps,
 so `plan_batches` groups rows by prompt length; finished rows are dropped from the batch (`cache.select`).
-Left-padding with masks would avoid the extra steps but needs per-row positions, which not every family's
-forward takes.
 Speed: inference_mode, a preallocated cache, logits of the last position only (`logits_from` where the
 model accepts it), the noise drawn once per batch, and no per-row Python in the decode loop.
 """
@@ -51,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
+from gptlab.models import CausalLM
 
 _M64 = (1 << 64) - 1
 
@@ -88,9 +88,6 @@ class Completion:
     prompt_tokens: int          # prompt length fed to the model (BOS included, after cropping)
     cropped: int = 0            # prompt tokens dropped from the left to fit the context
     stopped: bool = False       # ended by BOS/end-of-text before max_new
-
-    def prefix(self, n: int) -> list[int]:
-        return self.tokens[:n]
 
 
 def plan_batches(lengths: list[int], max_new: int, max_rows: int, max_spread: int | None = None) -> list[list[int]]:
@@ -160,7 +157,7 @@ def invert_cdf(weights: torch.Tensor, u: torch.Tensor, block: int = 256) -> torc
 class Engine:
     """Samples many requests at once from one loaded model (see the module docstring)."""
 
-    def __init__(self, model, tokenizer, *, max_rows: int = 64, stop_ids: list[int] | None = None):
+    def __init__(self, model: CausalLM, tokenizer, *, max_rows: int = 64, stop_ids: list[int] | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.max_rows = max_rows
         self.device = next(model.parameters()).device
@@ -168,7 +165,6 @@ class Engine:
         self.stop_ids = stop_ids if stop_ids is not None else \
             ([tokenizer.bos_id] if tokenizer.bos_id is not None else [])
         self.vocab = min(int(model.vocab_size), int(tokenizer.vocab_size))
-        self.forward_calls = 0          # model invocations: a cached re-run of eval makes none
         try:
             self._logits_from = "logits_from" in inspect.signature(model.forward).parameters
         except (TypeError, ValueError):
@@ -236,7 +232,6 @@ class Engine:
         return c
 
     def _forward(self, idx: torch.Tensor, cache, last_only: bool = True) -> torch.Tensor:
-        self.forward_calls += 1
         if last_only and self._logits_from:
             return self.model(idx, cache, logits_from=idx.shape[1] - 1)
         return self.model(idx, cache)

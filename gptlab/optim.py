@@ -1,6 +1,7 @@
 """Optimizers as nanochat sets them up: Muon for the transformer's matrices, AdamW for embedding and head.
 
-    python -m pytest tests/test_train.py -k optim
+    gptlab train demo                       (build_optimizers and set_schedule drive every step)
+    python -m pytest tests/test_train.py    (training and resume runs exercise it)
 
 Muon (MomentUm Orthogonalized by Newton-schulz) replaces each 2-D weight's update by the nearest
 semi-orthogonal matrix to its Nesterov momentum, found with five iterations of a quintic Newton-Schulz map

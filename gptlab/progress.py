@@ -1,6 +1,7 @@
 """Progress display for long work: a rich bar on a terminal, a plain line every few seconds otherwise.
 
     gptlab train demo        (shows TrainProgress)
+    python -m pytest tests/test_train.py     (runs it as CI does: plain lines, no terminal)
 
 CI logs and pipes get periodic one-line summaries instead of carriage-return animations.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 
 class TrainProgress:
     def __init__(self, total: int, start: int = 0, enabled: bool = True, every_s: float = 10.0):
@@ -18,7 +21,6 @@ class TrainProgress:
         self._last_print = 0.0
         self._bar = None
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
             self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                  TextColumn("{task.fields[info]}"), transient=False)
             self._bar.start()

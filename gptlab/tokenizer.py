@@ -1,11 +1,12 @@
 """Tokenizers: train a byte-level BPE, load one, and encode fast — one interface for every format.
 
-    gptlab tokenizer train configs/demo.toml --out runs/tok      # writes runs/tok/tokenizer.json
+    gptlab tokenizer train demo --out runs/tok      # writes runs/tok/tokenizer.json
+    python -m pytest tests/test_tokenizer.py
 
 Training uses Hugging Face `tokenizers` (BPE over bytes, split by the GPT-4 style regex nanochat uses, with a
 `<|bos|>` document separator as the last id). Encoding then goes through a `tiktoken` Encoding built from the
-trained merges (ids = merge ranks), which is several times faster; `TiktokenTokenizer.from_tokenizer_json`
-checks on a probe text that both give identical ids and falls back to `tokenizers` if they ever disagree.
+trained merges (ids = merge ranks), which is faster; `TiktokenTokenizer.from_tokenizer_json` checks on a
+probe text that both give identical ids and falls back to `tokenizers` if they ever disagree.
 
 Every tokenizer knows each token's UTF-8 byte length (`token_bytes`, 0 for special tokens): bits-per-byte
 divides by the bytes the scored tokens stand for, which is what makes models with different vocabularies
@@ -21,7 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import tiktoken
+import tokenizers
+from tokenizers import Regex, decoders, pre_tokenizers, trainers
 
+from gptlab.config import load_config
+from gptlab.data import iter_training_text
 from gptlab.errors import GptlabError
 
 BOS = "<|bos|>"
@@ -76,7 +82,6 @@ class TiktokenTokenizer(Tokenizer):
 
     def __init__(self, ranks: dict[bytes, int], pat_str: str, special: dict[str, int], bos: str | None,
                  name: str = "bpe"):
-        import tiktoken
         self.name = name
         self._ranks, self._pat, self._special = ranks, pat_str, dict(special)
         self.enc = tiktoken.Encoding(name=name, pat_str=pat_str, mergeable_ranks=ranks,
@@ -137,12 +142,11 @@ class HFTokenizer(Tokenizer):
 
     @classmethod
     def from_file(cls, path) -> HFTokenizer:
-        from tokenizers import Tokenizer as _T
         path = Path(path)
         if not path.is_file():
             raise GptlabError(f"{path}: tokenizer file not found")
         try:
-            return cls(_T.from_file(str(path)), str(path))
+            return cls(tokenizers.Tokenizer.from_file(str(path)), str(path))
         except Exception as e:  # tokenizers raises plain Exception subclasses with long messages
             raise GptlabError(f"{path}: not a valid tokenizer.json ({str(e).splitlines()[0][:120]})") from None
 
@@ -233,10 +237,9 @@ class CharTokenizer(Tokenizer):
 
 def train_bpe(texts, vocab_size: int, out_dir: str | Path) -> Path:
     """Train a byte-level BPE of `vocab_size` ids (the last is `<|bos|>`) and save out_dir/tokenizer.json."""
-    from tokenizers import Regex, Tokenizer as _T, decoders, models, pre_tokenizers, trainers
     if vocab_size < 256 + 2:
         raise GptlabError(f"vocab_size {vocab_size} is too small: a byte-level BPE needs at least 258")
-    tok = _T(models.BPE(byte_fallback=False))
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
@@ -262,10 +265,16 @@ def load_tokenizer(path: str | Path, check_text: str | None = None) -> Tokenizer
     return TiktokenTokenizer.from_tokenizer_json(path, check_text)
 
 
-def train_tokenizer_from_config(config_path, out_dir, vocab_size=None, max_chars=50_000_000) -> Path:
-    from gptlab.config import load_config
-    from gptlab.data import iter_training_text
+def train_tokenizer_from_config(config_path, out_dir, vocab_size=None, max_chars=None) -> Path:
+    """`gptlab tokenizer train`: a BPE of vocab_size ids (default: the config's model.vocab_size) on the
+    config's training text, at most max_chars characters (default: the config's tokenizer.train_chars)."""
+    if max_chars is not None and max_chars < 1:
+        raise GptlabError(f"--max-chars {max_chars}: must be at least 1 (characters of text to train on)")
     cfg = load_config(config_path)
+    if max_chars is None:
+        max_chars = cfg.tokenizer.train_chars
+        if max_chars < 1:
+            raise GptlabError(f"{cfg.source}: tokenizer.train_chars must be at least 1, got {max_chars}")
     vocab = vocab_size or cfg.model.vocab_size
     return train_bpe(iter_training_text(cfg.data, max_chars), vocab, out_dir)
 

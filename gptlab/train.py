@@ -3,19 +3,21 @@
     gptlab train demo --out runs/demo                      # CPU, minutes
     gptlab train d12 --out runs/d12 --resume               # continue from the latest complete checkpoint
     torchrun --nproc_per_node=8 -m gptlab train d12        # DDP: NCCL on CUDA, gloo on CPU
+    python -m pytest tests/test_train.py
 
-Each step draws a deterministic global batch (gptlab/data.py), reached by gradient accumulation over
-micro-batches; bf16 autocast on CUDA, fp32 on CPU. Every `log_every` steps a line goes to metrics.jsonl (train
-loss, lr, tokens/s, tokens seen, MFU on CUDA); every `eval_every` steps the training-time val bpb per domain
-(non-overlapping windows of the val stream, special tokens excluded); every `save_every` steps and at the end
-a checkpoint. A non-finite loss stops the run naming the step; the last good checkpoint stays.
+`Trainer.setup` builds the run (tokenizer, token caches, model, optimizers, resume state); then each step is
+`train_step` (a deterministic global batch from gptlab/data.py, reached by gradient accumulation over
+micro-batches; bf16 autocast on CUDA, fp32 on CPU), then maybe `evaluate` (training-time val bpb per domain:
+non-overlapping windows of the val stream, special tokens excluded) every `eval_every` steps, a line to
+metrics.jsonl (train loss, lr, tokens/s, tokens seen, MFU on CUDA) every `log_every` steps, and maybe `save`
+every `save_every` steps and at the end. A non-finite loss stops the run naming the step; the last good
+checkpoint stays.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +29,13 @@ import torch.nn.functional as F
 from gptlab import __version__
 from gptlab.checkpoints import gptlab_run
 from gptlab.config import Config, load_config
-from gptlab.data import BatchSampler, prepare_domains
+from gptlab.data import BatchSampler, DomainData, iter_training_text, prepare_domains
 from gptlab.distributed import Dist
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
 from gptlab.optim import build_optimizers, set_schedule
 from gptlab.progress import TrainProgress
-from gptlab.tokenizer import load_tokenizer, train_bpe
+from gptlab.tokenizer import Tokenizer, load_tokenizer, train_bpe
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}
 
@@ -70,7 +72,6 @@ def prepare_run_dir(run_dir: Path, resume: bool, is_writer: bool) -> None:
 
 def get_tokenizer(cfg: Config, run_dir: Path, dist: Dist):
     """The config's tokenizer, or one trained on the run's corpora into RUN_DIR/tokenizer (rank 0)."""
-    from gptlab.data import iter_training_text
     path = Path(cfg.tokenizer.path) if cfg.tokenizer.path else run_dir / "tokenizer" / "tokenizer.json"
     if path.is_dir():
         path = path / "tokenizer.json"
@@ -127,113 +128,170 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, device: str | None =
         dist.close()
 
 
+@dataclass
+class Trainer:
+    """One run's state between steps: what `setup` builds and the phases of the loop use."""
+    cfg: Config
+    run_dir: Path
+    dist: Dist
+    tokenizer: Tokenizer
+    tok_file: Path
+    domains: list[DomainData]
+    sampler: BatchSampler
+    model: GPT
+    train_model: torch.nn.Module        # the model as the step runs it: DDP-wrapped and/or compiled
+    optimizers: list[torch.optim.Optimizer]
+    token_bytes: np.ndarray
+    autocast: torch.autocast
+    start_step: int
+    checkpoints: list[Path]
+    run_config: dict
+    metrics_path: Path
+    flops_per_token: float
+    peak_flops: float | None
+
+    @classmethod
+    def setup(cls, cfg: Config, run_dir: Path, resume: bool, dist: Dist) -> Trainer:
+        """Tokenizer, token caches, batch sampler, model, optimizers and resume state: all before step one."""
+        tc, device = cfg.train, dist.device
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        prepare_run_dir(run_dir, resume, dist.is_writer)
+        dist.barrier()
+        tokenizer, tok_file = get_tokenizer(cfg, run_dir, dist)
+        domains = prepare_domains(cfg.data, tokenizer, run_dir / "tokens", dist.is_writer)
+
+        seq_len, rows = cfg.model.sequence_len, tc.device_batch_size
+        micro_steps = tc.total_batch_tokens // (rows * seq_len * dist.world)
+        if micro_steps < 1 or micro_steps * rows * seq_len * dist.world != tc.total_batch_tokens:
+            raise GptlabError(f"train.total_batch_tokens {tc.total_batch_tokens} is not a multiple of "
+                              f"device_batch_size x sequence_len x processes = {rows * seq_len * dist.world}")
+        sampler = BatchSampler(domains, seq_len, rows, micro_steps, tc.seed, dist.rank, dist.world)
+
+        torch.manual_seed(tc.seed)
+        model = GPT(GPTConfig.from_model_config(cfg.model)).to(device)
+        model.init_weights(tc.seed)
+        optimizers = build_optimizers(model, tc)
+        use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and device.type == "cuda")
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+        start_step, checkpoints = 0, []
+        existing = gptlab_run.list_step_dirs(run_dir / "checkpoints")
+        if resume and existing:
+            meta = gptlab_run.load_trainer_state(existing[-1], model, optimizers, device)
+            if meta.get("tokenizer_hash") != tokenizer.identity():
+                raise GptlabError(f"{existing[-1]}: trained with another tokenizer than {tok_file}")
+            start_step = meta["step"]
+            checkpoints = list(existing)
+        if start_step >= tc.steps:
+            raise GptlabError(f"{run_dir}: already trained to step {start_step} (train.steps = {tc.steps}); "
+                              f"raise train.steps to continue")
+        run_config = dict(cfg.to_dict(), tokens_per_step=tc.total_batch_tokens, gptlab_version=__version__,
+                          world_size=dist.world, data_shares=sampler.domain_shares())
+        metrics_path = run_dir / "metrics.jsonl"
+        if dist.is_writer:
+            (run_dir / "run.json").write_text(json.dumps(run_config, indent=1, default=str))
+            _truncate_metrics(metrics_path, start_step)
+
+        train_model = dist.wrap(model)
+        if tc.compile:
+            train_model = torch.compile(train_model)
+        return cls(cfg=cfg, run_dir=run_dir, dist=dist, tokenizer=tokenizer, tok_file=tok_file, domains=domains,
+                   sampler=sampler, model=model, train_model=train_model, optimizers=optimizers,
+                   token_bytes=tokenizer.token_bytes(), autocast=autocast, start_step=start_step,
+                   checkpoints=checkpoints, run_config=run_config, metrics_path=metrics_path,
+                   flops_per_token=model.flops_per_token(), peak_flops=_peak_flops(device))
+
+    def train_step(self, step: int) -> tuple[float, float]:
+        """One optimizer step on the global batch of `step`, by gradient accumulation over micro-batches:
+        (train loss averaged over processes, lr multiplier)."""
+        tc, dist, device = self.cfg.train, self.dist, self.dist.device
+        micro_steps = self.sampler.micro_steps
+        lr_mult = set_schedule(self.optimizers, step, tc)
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(micro_steps):
+            x, y = (torch.as_tensor(a, device=device) for a in self.sampler.batch(step, micro))
+            with dist.no_sync(self.train_model, last=micro == micro_steps - 1), self.autocast:
+                loss = self.train_model(x, targets=y) / micro_steps
+            loss.backward()
+            loss_sum += loss.detach()
+        dist.all_reduce(loss_sum, average=True)
+        loss = float(loss_sum)
+        # stop before the update: a non-finite loss would poison the weights every later checkpoint holds
+        if not math.isfinite(loss):
+            good = self.checkpoints[-1].name if self.checkpoints else "none"
+            raise GptlabError(f"loss became {loss} at step {step + 1}; stopped (last good checkpoint: {good})")
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        for opt in self.optimizers:
+            opt.step()
+        self.model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return loss, lr_mult
+
+    def metrics_row(self, done: int, loss: float, lr_mult: float, dt: float) -> dict:
+        """The metrics.jsonl line of step `done` (val bpb is added when the step evaluates)."""
+        tc = self.cfg.train
+        tps = tc.total_batch_tokens / dt
+        row = {"step": done, "train_loss": round(loss, 6), "lr_mult": round(lr_mult, 6),
+               "lr": self.optimizers[1].param_groups[0]["lr"], "tokens_seen": done * tc.total_batch_tokens,
+               "tokens_per_s": round(tps, 1), "dt": round(dt, 4)}
+        if self.peak_flops:
+            row["mfu"] = round(self.flops_per_token * tps / (self.peak_flops * self.dist.world), 4)
+        return row
+
+    def evaluate(self) -> tuple[float | None, dict[str, float]]:
+        """Training-time val bpb: (over all domains, per domain)."""
+        tc = self.cfg.train
+        return evaluate_val(self.model, self.domains, self.token_bytes, self.cfg.model.sequence_len,
+                            tc.eval_tokens, tc.device_batch_size, self.dist.device, self.autocast, self.dist)
+
+    def save(self, done: int, loss: float, val_bpb: float | None, val_domains: dict) -> None:
+        """A checkpoint of step `done` (rank 0 writes; every rank waits for it at the barrier)."""
+        tc = self.cfg.train
+        if self.dist.is_writer:
+            meta = {"step": done, "tokens_seen": done * tc.total_batch_tokens, "train_loss": loss,
+                    "val_bpb": val_bpb, "val_bpb_domains": val_domains,
+                    "tokenizer_hash": self.tokenizer.identity(),
+                    "data": {d.name: d.train_hash for d in self.domains if d.train_hash},
+                    "tokens_per_step": tc.total_batch_tokens, "gptlab_version": __version__,
+                    "time": time.time()}
+            self.checkpoints.append(gptlab_run.save_checkpoint(self.run_dir, done, self.model, self.optimizers,
+                                                               meta, self.run_config, self.tok_file))
+        self.dist.barrier()
+
+
 def _train(cfg: Config, run_dir: Path, resume: bool, dist: Dist, progress: bool) -> TrainResult:
-    tc, device = cfg.train, dist.device
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    prepare_run_dir(run_dir, resume, dist.is_writer)
-    dist.barrier()
-    tokenizer, tok_file = get_tokenizer(cfg, run_dir, dist)
-    domains = prepare_domains(cfg.data, tokenizer, run_dir / "tokens", dist.is_writer)
-    token_bytes = tokenizer.token_bytes()
-
-    seq_len, rows = cfg.model.sequence_len, tc.device_batch_size
-    micro_steps = tc.total_batch_tokens // (rows * seq_len * dist.world)
-    if micro_steps < 1 or micro_steps * rows * seq_len * dist.world != tc.total_batch_tokens:
-        raise GptlabError(f"train.total_batch_tokens {tc.total_batch_tokens} is not a multiple of "
-                          f"device_batch_size x sequence_len x processes = {rows * seq_len * dist.world}")
-    sampler = BatchSampler(domains, seq_len, rows, micro_steps, tc.seed, dist.rank, dist.world)
-
-    torch.manual_seed(tc.seed)
-    model = GPT(GPTConfig.from_model_config(cfg.model)).to(device)
-    model.init_weights(tc.seed)
-    optimizers = build_optimizers(model, tc)
-    use_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and device.type == "cuda")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
-    start_step, checkpoints = 0, []
-    existing = gptlab_run.list_step_dirs(run_dir / "checkpoints")
-    if resume and existing:
-        meta = gptlab_run.load_trainer_state(existing[-1], model, optimizers, device)
-        if meta.get("tokenizer_hash") != tokenizer.identity():
-            raise GptlabError(f"{existing[-1]}: trained with another tokenizer than {tok_file}")
-        start_step = meta["step"]
-        checkpoints = list(existing)
-    if start_step >= tc.steps:
-        raise GptlabError(f"{run_dir}: already trained to step {start_step} (train.steps = {tc.steps}); "
-                          f"raise train.steps to continue")
-    run_config = dict(cfg.to_dict(), tokens_per_step=tc.total_batch_tokens, gptlab_version=__version__,
-                      world_size=dist.world, data_shares=sampler.domain_shares())
-    data_identity = {d.name: d.train_hash for d in domains if d.train_hash}
-    metrics_path = run_dir / "metrics.jsonl"
-    if dist.is_writer:
-        (run_dir / "run.json").write_text(json.dumps(run_config, indent=1, default=str))
-        _truncate_metrics(metrics_path, start_step)
-
-    train_model = dist.wrap(model)
-    if tc.compile:
-        train_model = torch.compile(train_model)
-    flops_per_token = model.flops_per_token()
-    peak = _peak_flops(device)
-    bar = TrainProgress(tc.steps, start_step, enabled=progress and dist.is_writer)
-    last_loss, val_overall, val_domains = float("nan"), None, {}
-    log = open(metrics_path, "a") if dist.is_writer else None
+    tc = cfg.train
+    t = Trainer.setup(cfg, run_dir, resume, dist)
+    bar = TrainProgress(tc.steps, t.start_step, enabled=progress and dist.is_writer)
+    loss, val_bpb, val_domains = float("nan"), None, {}
+    log = open(t.metrics_path, "a") if dist.is_writer else None
     try:
-        for step in range(start_step, tc.steps):
+        for step in range(t.start_step, tc.steps):
             t0 = time.perf_counter()
-            lr_mult = set_schedule(optimizers, step, tc)
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(micro_steps):
-                x, y = (torch.as_tensor(a, device=device) for a in sampler.batch(step, micro))
-                with dist.no_sync(train_model, last=micro == micro_steps - 1), autocast:
-                    loss = train_model(x, targets=y) / micro_steps
-                loss.backward()
-                loss_sum += loss.detach()
-            dist.all_reduce(loss_sum, average=True)
-            last_loss = float(loss_sum)
-            if not math.isfinite(last_loss):
-                good = checkpoints[-1].name if checkpoints else "none"
-                raise GptlabError(f"loss became {last_loss} at step {step + 1}; stopped (last good checkpoint: "
-                                  f"{good})")
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            for opt in optimizers:
-                opt.step()
-            model.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            loss, lr_mult = t.train_step(step)
             dt = time.perf_counter() - t0
             done = step + 1
-            tokens_seen = done * tc.total_batch_tokens
-            tps = tc.total_batch_tokens / dt
-            row = {"step": done, "train_loss": round(last_loss, 6), "lr_mult": round(lr_mult, 6),
-                   "lr": optimizers[1].param_groups[0]["lr"], "tokens_seen": tokens_seen,
-                   "tokens_per_s": round(tps, 1), "dt": round(dt, 4)}
-            if peak:
-                row["mfu"] = round(flops_per_token * tps / (peak * dist.world), 4)
+            row = t.metrics_row(done, loss, lr_mult, dt)
+            # evaluate at every save too, so that each checkpoint's meta.json carries its own val bpb
             if done % tc.eval_every == 0 or done == tc.steps or done % tc.save_every == 0:
-                val_overall, val_domains = evaluate_val(model, domains, token_bytes, seq_len, tc.eval_tokens,
-                                                        rows, device, autocast, dist)
-                row.update(val_bpb=val_overall, val_bpb_domains=val_domains)
+                val_bpb, val_domains = t.evaluate()
+                row.update(val_bpb=val_bpb, val_bpb_domains=val_domains)
+            # log every log_every steps, and every evaluated step and the last, so no val point is lost
             if log and (done % tc.log_every == 0 or "val_bpb" in row or done == tc.steps):
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-            bar.update(done, last_loss, tps, tokens_seen, val_overall, row.get("mfu"))
+            bar.update(done, loss, tc.total_batch_tokens / dt, row["tokens_seen"], val_bpb, row.get("mfu"))
+            # save every save_every steps and at the end: a resume restarts from the last one
             if done % tc.save_every == 0 or done == tc.steps:
-                if dist.is_writer:
-                    meta = {"step": done, "tokens_seen": tokens_seen, "train_loss": last_loss,
-                            "val_bpb": val_overall, "val_bpb_domains": val_domains,
-                            "tokenizer_hash": tokenizer.identity(), "data": data_identity,
-                            "tokens_per_step": tc.total_batch_tokens, "gptlab_version": __version__,
-                            "time": time.time()}
-                    checkpoints.append(gptlab_run.save_checkpoint(run_dir, done, model, optimizers, meta,
-                                                                  run_config, tok_file))
-                dist.barrier()
+                t.save(done, loss, val_bpb, val_domains)
     finally:
         bar.close()
         if log:
             log.close()
-    return TrainResult(run_dir, tc.steps, last_loss, val_overall, checkpoints)
+    return TrainResult(run_dir, tc.steps, loss, val_bpb, t.checkpoints)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -251,10 +309,3 @@ def _peak_flops(device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

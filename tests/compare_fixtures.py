@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from gptlab.checkpoints import ModelInfo
-from gptlab.evaluate.diagnose import DETECTOR_VERSION
+from gptlab.diagnose import DETECTOR_VERSION
 from gptlab.store import Store
 
 SAMPLES = 8

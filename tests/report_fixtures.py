@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 from gptlab.checkpoints import ModelInfo
+from gptlab.diagnose import DETECTOR_VERSION
 from gptlab.store import Store
 
 TOKENS_PER_STEP = 65536
@@ -99,17 +100,9 @@ def add_samples(store: Store, hashes: list[str]) -> None:
     store.put_samples(rows)
     found = []
     late = {h: h == hashes[-1] for h in hashes}
-    for s in store.samples_without_findings("test-v1"):
+    for s in store.samples_without_findings(DETECTOR_VERSION):
         _, failures, evidence, passed = _findings(s["probe"], late[s["weights_hash"]], s["temperature"],
                                                   s["sample_index"])
-        found.append({"sample_id": s["id"], "detector_version": detector_version(), "failures": failures,
+        found.append({"sample_id": s["id"], "detector_version": DETECTOR_VERSION, "failures": failures,
                       "metrics": {}, "evidence": evidence, "passed": passed})
     store.put_findings(found)
-
-
-def detector_version() -> str:
-    try:
-        from gptlab.evaluate.diagnose import DETECTOR_VERSION
-        return DETECTOR_VERSION
-    except ImportError:
-        return "test-v1"

@@ -2,14 +2,17 @@
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from gptlab.checkpoints import discover, load
 from gptlab.errors import GptlabError
 from gptlab.evaluate.bpb import score_tokens
+from gptlab.models.hf import load_hf_causal_lm
 
 pytest.importorskip("transformers")
 
@@ -81,7 +84,6 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path):
 
 
 def test_missing_tensors_are_refused_not_randomly_filled(tmp_path):
-    from safetensors.torch import load_file, save_file
     d = tmp_path / "m"
     shutil.copytree(HF / "trained_200steps", d)
     state = load_file(d / "model.safetensors")
@@ -99,8 +101,6 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path):
 
 
 def test_without_transformers_the_error_says_how_to_install(monkeypatch):
-    import sys
-    from gptlab.models.hf import load_hf_causal_lm
     monkeypatch.setitem(sys.modules, "transformers", None)      # what an environment without it looks like
     with pytest.raises(GptlabError, match=r"needs transformers: pip install 'gptlab\[hf\]'"):
         load_hf_causal_lm(HF / "random_init")

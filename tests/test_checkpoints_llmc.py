@@ -1,5 +1,6 @@
 """llm.c .bin models and tokenizers (plus the other GPT-2 BPE files) against llm.c's own numbers."""
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -92,7 +93,6 @@ def test_tokenizer_bin_encodes_like_the_data_files():
 def test_tiktoken_and_vocab_merges_files_give_the_same_tokens(tmp_path):
     tok = read_llmc_tokenizer(LLMC / "tokenizer_stdlib_bpe50257.bin")
     tkfile = tmp_path / "x.tiktoken"
-    import base64
     ranks = {i: b for b, i in tok._ranks.items()}
     tkfile.write_text("".join(f"{base64.b64encode(ranks[i]).decode()} {i}\n" for i in sorted(ranks)))
     assert read_tiktoken_file(tkfile).encode(VAL_TEXT[:5000]) == tok.encode(VAL_TEXT[:5000])

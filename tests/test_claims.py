@@ -1,4 +1,4 @@
-"""Claims files (gptlab/evaluate/claims.py): verdicts on a store whose truths are known, and one-line errors."""
+"""Claims files (gptlab/compare/claims.py): verdicts on a store whose truths are known, and one-line errors."""
 
 import textwrap
 
@@ -6,8 +6,11 @@ import pytest
 from compare_fixtures import build_store
 from conftest import ROOT, run_gptlab
 
+from gptlab.compare.claims import VERDICTS, load_claims, parse_claims
+from gptlab.compare.claims_verdict import check
 from gptlab.errors import GptlabError
-from gptlab.evaluate.claims import check, load_claims, parse_claims
+from gptlab.report import write_report
+from gptlab.verdicts import ClaimVerdict
 
 HEAD = """
 version = 1
@@ -39,25 +42,32 @@ BPB_CODE = ('{{ kind = "less", left = {{ model = "{}", metric = "bpb", group = "
             'right = {{ model = "{}", metric = "bpb", group = "code" }} }}')
 
 
+def test_verdict_values_are_the_words_of_the_claims_table():
+    assert VERDICTS == tuple(ClaimVerdict)                                  # best first: `order` takes the worst
+    assert [v.value for v in VERDICTS] == ["true", "mostly true", "inconclusive", "false"]
+    assert ClaimVerdict.MOSTLY_TRUE == "mostly true" and f"{ClaimVerdict.FALSE}" == "false"
+
+
 def test_the_code_model_beats_the_prose_model_on_code(store):
     r = one(store, BPB_CODE.format("code", "prose"))
-    assert r.verdict == "true"
+    assert r.verdict is ClaimVerdict.TRUE
     assert 0.5 < r.margin.low < r.margin.value < r.margin.high < 1.1      # 2.3 - 1.5 bits, per-doc noise
     assert "code@240 1.5" in r.evidence and "prose@240 2.3" in r.evidence and "paired by document" in r.evidence
-    assert one(store, BPB_CODE.format("prose", "code")).verdict == "false"
+    assert one(store, BPB_CODE.format("prose", "code")).verdict is ClaimVerdict.FALSE
 
 
 def test_margins_decide_between_true_and_mostly_true(store):
-    assert one(store, BPB_CODE.format("code", "prose"), "{ true = 0.9, mostly_true = 0.5 }").verdict == "mostly true"
-    assert one(store, BPB_CODE.format("code", "prose"), "{ true = 5.0, mostly_true = 4.0 }").verdict == "inconclusive"
+    code_wins = BPB_CODE.format("code", "prose")
+    assert one(store, code_wins, "{ true = 0.9, mostly_true = 0.5 }").verdict is ClaimVerdict.MOSTLY_TRUE
+    assert one(store, code_wins, "{ true = 5.0, mostly_true = 4.0 }").verdict is ClaimVerdict.INCONCLUSIVE
     assert one(store, BPB_CODE.format("code", "prose"),
-               "{ true = 5.0, mostly_true = 4.0, false = 3.0 }").verdict == "false"
+               "{ true = 5.0, mostly_true = 4.0, false = 3.0 }").verdict is ClaimVerdict.FALSE
 
 
 def test_equal_models_do_not_beat_each_other(store):
     same = BPB_CODE.format("code", "prose").replace('group = "code"', 'domain = "finance_sec"')
     r = one(store, same)
-    assert r.verdict == "false" and r.margin.value == pytest.approx(0, abs=1e-12)
+    assert r.verdict is ClaimVerdict.FALSE and r.margin.value == pytest.approx(0, abs=1e-12)
     assert r.margin.low == pytest.approx(0, abs=1e-12) and r.margin.high == pytest.approx(0, abs=1e-12)
 
 
@@ -65,13 +75,13 @@ def test_a_difference_within_the_noise_is_inconclusive(store):
     r = one(store, '{ kind = "less", left = { model = "code", metric = "failure_rate", domain = "general" }, '
                    'right = { model = "gpt2", metric = "failure_rate", domain = "general" } }')
     assert r.margin.value == pytest.approx(3 / 8 - 4 / 8)         # 4 of 8 vs 3 of 8 generations fail
-    assert r.margin.low < 0 < r.margin.high and r.verdict == "inconclusive"
+    assert r.margin.low < 0 < r.margin.high and r.verdict is ClaimVerdict.INCONCLUSIVE
 
 
 def test_pass_at_1_against_a_constant(store):
     r = one(store, '{ kind = "above", left = { model = "code", metric = "pass_at_k", probe = "code_quicksort" }, '
                    'value = 0.5 }')
-    assert r.verdict == "false"                      # 1 of 8 passes
+    assert r.verdict is ClaimVerdict.FALSE                      # 1 of 8 passes
     assert r.parts[0][1].value == pytest.approx(0.125)
     assert r.margin.high < 0
     assert "pass@1 on code_quicksort" in r.evidence
@@ -79,22 +89,22 @@ def test_pass_at_1_against_a_constant(store):
 
 def test_short_prompts_fail_more_than_their_long_twins(store):
     r = one(store, '{ kind = "above", left = { model = "code", metric = "prompt_length_effect" }, value = 0 }')
-    assert r.verdict == "true"
+    assert r.verdict is ClaimVerdict.TRUE
     assert r.margin.value == pytest.approx(13 / 16 - 4 / 16)       # java_add 6/8 + quicksort 7/8 vs 2/8 + 2/8
     same = one(store, '{ kind = "greater", left = { model = "code", metric = "failure_rate", prompts = "short" }, '
                       'right = { model = "code", metric = "failure_rate", prompts = "long" } }')
     assert same.margin.value == pytest.approx(r.margin.value)
     gpt2 = one(store, '{ kind = "above", left = { model = "gpt2", metric = "prompt_length_effect" }, value = 0 }')
-    assert gpt2.verdict == "false"                                 # everything fails either way: no effect
+    assert gpt2.verdict is ClaimVerdict.FALSE                                 # everything fails either way: no effect
 
 
 def test_order_of_three_models(store):
     r = one(store, '{ kind = "order", models = ["code", "prose", "gpt2"], measure = { metric = "bpb", '
                    'domain = "code_python" } }')
-    assert r.verdict == "true" and "code@240" in r.evidence and "gpt2" in r.evidence
+    assert r.verdict is ClaimVerdict.TRUE and "code@240" in r.evidence and "gpt2" in r.evidence
     wrong = one(store, '{ kind = "order", models = ["gpt2", "code", "prose"], measure = { metric = "bpb", '
                        'domain = "code_python" } }')
-    assert wrong.verdict == "false"
+    assert wrong.verdict is ClaimVerdict.FALSE
 
 
 def test_the_shipped_example_parses():
@@ -181,7 +191,6 @@ def test_check_command_prints_the_table_and_rejects_a_bad_claim(tmp_path):
 
 
 def test_report_renders_the_claims_table(store, tmp_path):
-    from gptlab.report import write_report
     claims = tmp_path / "claims.toml"
     claims.write_text(HEAD + '[[claims]]\nstatement = "Code model wins on code"\ncheck = ' +
                       BPB_CODE.format("code", "prose") + "\n")
@@ -207,4 +216,4 @@ def test_a_check_may_be_a_table_of_its_own(store):
         left = { model = "code", metric = "bpb", group = "code" }
         right = { model = "prose", metric = "bpb", group = "code" }
         ''')
-    assert r.verdict == "true" and r.statement == "Code model wins on code"
+    assert r.verdict is ClaimVerdict.TRUE and r.statement == "Code model wins on code"

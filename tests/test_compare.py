@@ -1,17 +1,21 @@
-"""`gptlab compare` (gptlab/evaluate/compare.py, measurements.py, report/sections_compare.py): the numbers on
+"""`gptlab compare` (gptlab/compare/ranking.py, measurements.py, report/sections/compare.py): the numbers on
 a store with known differences, the rendered pages, and the command end to end on a tiny trained run."""
 
 import math
 import re
+from types import SimpleNamespace as NS
 
+import numpy as np
 import pytest
-from compare_fixtures import BPB, build_store
+from compare_fixtures import BPB, _bpb, build_store
 from conftest import run_gptlab
 
+from gptlab.cli import main
+from gptlab.compare.measurements import Measurements, resolve
+from gptlab.compare.ranking import build
 from gptlab.errors import GptlabError
-from gptlab.evaluate.compare import build
-from gptlab.evaluate.measurements import Measurements, resolve
-from gptlab.report.sections_compare import write_comparison
+from gptlab.report import write_report
+from gptlab.report.sections.compare import write_comparison
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +90,6 @@ def test_failure_rates_pass_at_k_and_prompt_length(comparison):
 
 
 def test_a_domain_scored_on_other_text_is_left_out(store, tmp_path):
-    from compare_fixtures import _bpb
-    import numpy as np
     other = build_store(tmp_path / "o.sqlite")
     other.put_bpb("h-gpt2", "web_en", "data-other", "bpb-1", _bpb(1.0, np.ones(12), np.zeros(12)))
     other.db.execute("DELETE FROM bpb WHERE weights_hash='h-gpt2' AND domain='web_en' AND data_hash='data-web_en'")
@@ -125,8 +127,7 @@ def small_suite(tmp_path_factory):
 
 
 def test_compare_command_end_to_end(tiny_run, small_suite, tmp_path, capsys):
-    from gptlab.cli import main
-    from gptlab.evaluate.compare import compare_paths
+    from gptlab.commands.compare import compare_paths  # deferred: heavy (torch, via the evaluation job)
     db, out = tmp_path / "c.sqlite", tmp_path / "cmp"
     claims = tmp_path / "claims.toml"
     claims.write_text(f'version = 1\nsuite = "{small_suite}"\n[models]\nlate = "{tiny_run}@8"\nearly = "{tiny_run}@4"\n'
@@ -160,7 +161,6 @@ def test_compare_bad_input_is_one_line(tmp_path):
 
 
 def test_report_states_the_prompt_length_effect(store, tmp_path):
-    from gptlab.report import write_report
     md = write_report(store, ["code"], tmp_path / "report")["markdown"].read_text()
     part = md.split("## Prompt length\n", 1)[1].split("\n## ", 1)[0]
     assert "`code_quicksort` / `code_quicksort_long`" in part
@@ -175,7 +175,6 @@ def test_a_run_directory_elsewhere_is_found_by_its_name(store):
 
 
 def test_empty_documents_are_dropped_and_lopsided_text_is_flagged(tmp_path):
-    from types import SimpleNamespace as NS
     s = build_store(tmp_path / "l.sqlite")
     for h, bpb in (("h-code", 1.2), ("h-prose", 1.6)):
         docs = [NS(nll=bpb * math.log(2) * b, bytes=b) for b in (12000, 3, 0, 0)]

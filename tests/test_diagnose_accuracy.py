@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from gptlab.evaluate.diagnose import MODES, diagnose_many
-from gptlab.evaluate.diagnose.io import sample_from_dict
-from gptlab.evaluate.sandbox import isolation
+from gptlab.diagnose import MODES, diagnose_many
+from gptlab.diagnose.io import sample_from_dict
+from gptlab.sandbox import isolation
 
 DATA = Path(__file__).parent / "data"
 LABELLED, HELDOUT = DATA / "diagnose_labelled.jsonl", DATA / "diagnose_heldout.jsonl"

@@ -2,13 +2,12 @@
 
 import pytest
 
-from gptlab.evaluate.diagnose import Sample, diagnose, diagnose_many
-from gptlab.evaluate.diagnose.code import _is_prose, classify_line, no_code
-from gptlab.evaluate.diagnose.program import build_program
-from gptlab.evaluate.diagnose.requirements import VOCABULARY, missing_requirement
-from gptlab.evaluate.diagnose.sql import run_on_schema
-from gptlab.evaluate.diagnose.syntax import parse
-from gptlab.evaluate.sandbox import isolation
+from gptlab.diagnose import Sample, diagnose, diagnose_many
+from gptlab.diagnose.no_code import _is_prose, classify_line, no_code
+from gptlab.diagnose.program import build_program
+from gptlab.diagnose.missing_requirement import VOCABULARY, known, missing_requirement, run_on_schema
+from gptlab.diagnose.syntax_error import parse
+from gptlab.sandbox import isolation
 
 SCHEMA = ("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, amount REAL);\n"
           "INSERT INTO orders VALUES (1, 'a', 10), (2, 'a', 5), (3, 'b', 7);\n")
@@ -140,6 +139,9 @@ def test_unknown_requirement_is_reported_not_failed():
     f = missing_requirement(parse("def f(): pass\n", "python").tree, "def f(): pass\n", "python", ("telepathy",))
     assert not f.failed and f.metrics["unknown_requirements"] == ["telepathy"]
     assert set(VOCABULARY["jsx"]) >= {"useState", "useEffect", "event_handler"}
+    assert known("sql") == sorted(["group_by", "aggregate", "limit", "order_by", "join", "where", "having",
+                                   "subquery", "window", "cte", "distinct"])
+    assert known("go") == sorted(VOCABULARY["go"]) and known("cobol") == []
 
 
 def test_sql_requirements_and_run_on_schema():

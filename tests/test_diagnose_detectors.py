@@ -2,12 +2,14 @@
 
 import pytest
 
-from gptlab.evaluate.diagnose.echo import ECHO_WORDS_CODE, ECHO_WORDS_PROSE, prompt_echo
-from gptlab.evaluate.diagnose.figures import malformed_figure
-from gptlab.evaluate.diagnose.fixation import number_fixation, word_fixation
-from gptlab.evaluate.diagnose.repetition import repetition_loop
-from gptlab.evaluate.diagnose.sample import MAX_CHARS, Sample, clean_text, normalise
-from gptlab.evaluate.diagnose.sec import applies, hallucinated_section
+from gptlab.diagnose.hallucinated_section import applies, hallucinated_section
+from gptlab.diagnose.io import sample_from_dict
+from gptlab.diagnose.malformed_figure import malformed_figure
+from gptlab.diagnose.number_fixation import number_fixation
+from gptlab.diagnose.prompt_echo import ECHO_WORDS_CODE, ECHO_WORDS_PROSE, prompt_echo
+from gptlab.diagnose.repetition_loop import repetition_loop
+from gptlab.diagnose.types import MAX_CHARS, Sample, clean_text, normalise
+from gptlab.diagnose.word_fixation import word_fixation
 
 PROMPT = ("The autonomic nervous system is the part of the nervous system that controls involuntary functions "
           "such as heart rate, digestion and breathing. It is divided into")
@@ -134,7 +136,7 @@ def test_word_fixation_counts_plural_and_possessive_together():
     assert f.failed and f.evidence["word"] == "ecosystem" and f.evidence["count"] == 8
 
 
-def test_a_word_that_labels_numbered_things_is_not_fixation():
+def test_a_word_that_labels_numbered_things_is_not_word_fixation():
     toc = "\n".join(f"Item {n}. {title}" for n, title in (
         ("1", "Business"), ("1A", "Risk Factors"), ("1B", "Unresolved Staff Comments"), ("1C", "Cybersecurity"),
         ("2", "Properties"), ("3", "Legal Proceedings"), ("4", "Mine Safety Disclosures"), ("5", "Market"),
@@ -145,7 +147,7 @@ def test_a_word_that_labels_numbered_things_is_not_fixation():
     assert word_fixation(prose).failed     # the same word not followed by a number still counts
 
 
-def test_a_sentence_said_over_and_over_counts_once():
+def test_word_fixation_counts_a_sentence_said_over_and_over_once():
     sentence = ("We believe that our cash and cash equivalents, together with cash generated from operations, "
                 "will be sufficient. ")
     looped = "We had $85.0 million of restricted cash. " + sentence * 4
@@ -160,14 +162,14 @@ def test_a_sentence_said_over_and_over_counts_once():
     assert word_fixation(varied).failed    # the word dominates sentences that differ
 
 
-def test_topic_word_in_normal_prose_is_not_fixation():
+def test_topic_word_in_normal_prose_is_not_word_fixation():
     text = ("Net revenue grew 8% to $12.4 billion. Revenue from data centers rose, while gaming revenue fell. "
             "Gross margin improved on a better product mix, and operating expenses grew with headcount. We "
             "expect revenue growth to continue as new products ship and customers expand their deployments.")
     assert not word_fixation(text).failed
 
 
-def test_number_run_copied_from_prompt():
+def test_number_fixation_on_a_run_copied_from_the_prompt():
     prompt = "Our current ratio was 1.8 in 2024, 1.5 in 2023 and 1.6 in 2022."
     f = number_fixation(prompt, " The ratios were 1.8, 1.5, 1.6, 1.8, 1.6, 1.5, 1.8 and 1.6.")
     assert f.failed and f.evidence["numbers"] == 8 and f.evidence["predictable"] == 1.0
@@ -190,12 +192,12 @@ def test_table_of_fresh_figures_is_not_number_fixation():
     assert not f.failed and f.metrics["longest_number_run"] >= 7
 
 
-def test_equal_figures_in_labelled_table_rows_are_data_but_a_bare_column_is_not():
+def test_equal_figures_in_labelled_table_rows_are_data_but_a_bare_column_is_number_fixation():
     rows = "".join(f"{q} quarter    $0.22    $0.20\n" for q in ("First", "Second", "Third", "Fourth"))
     prompt = "Quarterly dividends per share were $0.22 in 2023 and $0.20 in 2022."
     f = number_fixation(prompt, "\n               2023     2022\n" + rows)
     assert not f.failed and f.metrics["longest_number_run"] <= 2
-    column = "".join(f"$0.22\n" for _ in range(8))
+    column = "".join("$0.22\n" for _ in range(8))
     assert number_fixation(prompt, "\nThe dividends were\n" + column).failed
 
 
@@ -268,7 +270,6 @@ def test_normalise_fills_defaults_and_folds_language_names():
 
 
 def test_tests_may_be_a_list_of_statements():
-    from gptlab.evaluate.diagnose.io import sample_from_dict
     row = {"id": "1", "domain": "code", "prompt": "p", "completion": "c", "tests": ["assert f(1) == 2", "assert f(0) == 1"]}
     assert sample_from_dict(row).tests == "assert f(1) == 2\nassert f(0) == 1\n"
     with pytest.raises(ValueError, match="'tests'"):

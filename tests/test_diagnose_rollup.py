@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from gptlab.evaluate.diagnose.rollup import pass_at_k, rollup
+from gptlab.diagnose.rollup import pass_at_k, rollup
 
 
 def brute_pass_at_k(n, c, k):

@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from gptlab.checkpoints import discover, load
+from gptlab.data import iter_documents
 from gptlab.engine import Engine, Request, invert_cdf, plan_batches, row_seed, sample_tokens, uniforms
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
 from gptlab.models.gpt2 import GPT2, GPT2Config
+from gptlab.tokenizer import load_tokenizer, train_bpe
 
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    from gptlab.data import iter_documents
-    from gptlab.tokenizer import load_tokenizer, train_bpe
     corpus = Path(__file__).resolve().parent.parent / "gptlab" / "corpus"
     docs = list(itertools.islice(iter_documents(corpus / "code_python.val.jsonl"), 4)) + \
         list(itertools.islice(iter_documents(corpus / "web_en.val.jsonl"), 1))
@@ -188,7 +189,6 @@ FAMILIES = ["nanochat/base_dir/base_checkpoints/d2", "nanogpt/out-pystdlib-char"
 
 @pytest.mark.parametrize("where", FAMILIES)
 def test_every_family_samples_the_same_alone_and_batched(where):
-    from gptlab.checkpoints import discover, load
     if not (PEERS / where).exists():
         pytest.skip(f"peer checkpoint {where} missing from tests/fixtures/peers")
     loaded = load(discover(PEERS / where)[-1])

@@ -16,8 +16,12 @@ import pytest
 import torch
 
 from conftest import run_gptlab
+from gptlab.checkpoints import discover, load
+from gptlab.commands.sample import sample_paths
+from gptlab.engine import Engine, Request, row_seed
 from gptlab.errors import GptlabError
-from gptlab.evaluate.run import evaluate
+from gptlab.evaluate.job import evaluate
+from gptlab.probes import load_suite
 
 SUITE = '''name = "small"
 version = "1"
@@ -98,9 +102,6 @@ def test_second_run_does_no_model_work(tiny_run, suite, small_txt, tmp_path):
 
 
 def test_stored_samples_are_what_the_engine_gives_alone(tiny_run, suite, tmp_path):
-    from gptlab.checkpoints import discover, load
-    from gptlab.engine import Engine, Request, row_seed
-    from gptlab.evaluate.probes import load_suite
     db = tmp_path / "r.sqlite"
     evaluate([str(tiny_run)], db=str(db), suite=str(suite), samples=2, max_tokens=(6, 20), seed=7, bpb=False,
              diagnose=False, progress=False, echo=lambda m: None)
@@ -227,7 +228,6 @@ def test_bad_arguments_in_the_library(tiny_run, tmp_path):
 
 
 def test_sample_streams_each_checkpoint(tiny_run):
-    from gptlab.sample import sample_paths
     every, last = io.StringIO(), io.StringIO()
     texts = sample_paths(str(tiny_run), "def square(x):", max_tokens=12, seed=3, out=every)
     assert len(texts) == 2 and every.getvalue().count("def square(x):") == 2

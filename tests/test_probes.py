@@ -5,7 +5,7 @@ import pytest
 
 from conftest import run_gptlab
 from gptlab.errors import GptlabError
-from gptlab.evaluate.probes import load_suite, parse_suite
+from gptlab.probes import load_suite, parse_suite
 
 HEADER = 'name = "t"\nversion = "1"\n'
 

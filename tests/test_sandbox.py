@@ -1,12 +1,15 @@
 """One adversarial test per sandbox property: each attack is contained and the host is unchanged.
 
 Every attack runs under each isolation mechanism that works here ("bwrap", and the "unshare" fallback);
-a mechanism that does not work on this machine is skipped with the reason. Run:
+a mechanism that does not work on this machine is skipped with the reason. The last tests check the
+package layout (each module imports on its own; the launcher imports nothing from gptlab). Run:
     python -m pytest tests/test_sandbox.py -q
 """
 
 import os
 import socket
+import subprocess
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -14,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from gptlab.errors import GptlabError
-from gptlab.evaluate import sandbox_isolation as iso
-from gptlab.evaluate.sandbox import Limits, isolation, run, run_many, run_tests
+from gptlab.sandbox import Limits, isolation, mechanisms, run, run_many, run_tests
+
 
 @pytest.fixture(params=["bwrap", "unshare"])
 def mechanism(request):
-    why = iso.probe(request.param)
+    why = mechanisms.probe(request.param)
     if why:
         pytest.skip(f"isolation not available here: {why}")
     return request.param
@@ -45,7 +48,7 @@ def _processes_with(token: str) -> list[int]:
 
 def test_best_mechanism_is_one_that_works():
     best = isolation()
-    assert best is None or iso.probe(best) == ""
+    assert best is None or mechanisms.probe(best) == ""
 
 
 def test_runs_python_and_reports_its_isolation(mechanism):
@@ -283,7 +286,7 @@ def test_tests_pass_fail_and_humaneval_entry_points(mechanism):
 
 
 def test_javascript_runs_when_node_is_installed(mechanism):
-    if isinstance(iso.interpreter("javascript"), str):
+    if isinstance(mechanisms.interpreter("javascript"), str):
         pytest.skip("node is not installed")
     r = run("console.log([1, 2, 3].map(x => x * 2).join(','))", "javascript", mechanism=mechanism)
     assert (r.status, r.stdout) == ("ok", "2,4,6\n"), r.stderr
@@ -339,3 +342,23 @@ def test_bad_limits_and_bad_jobs_are_user_errors():
     with pytest.raises(GptlabError, match="workers"):
         run_many([{"code": "print(1)"}], workers=0)
     assert run_many([]) == []
+
+
+# ---------------------------------------------------------------- layout: each module imports on its own
+
+
+@pytest.mark.parametrize("module", ["gptlab.sandbox", "gptlab.sandbox.api", "gptlab.sandbox.process",
+                                    "gptlab.sandbox.mechanisms", "gptlab.sandbox.limits"])
+def test_each_module_imports_in_a_fresh_interpreter(module):
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_launcher_runs_standalone_and_imports_nothing_from_gptlab():
+    path = Path(mechanisms.LAUNCHER)
+    assert path.name == "launcher.py" and path.is_file()
+    code = (f"import importlib.util as u, sys\ns = u.spec_from_file_location('launcher', {str(path)!r})\n"
+            "s.loader.exec_module(u.module_from_spec(s))\n"
+            "print(sorted(m for m in sys.modules if 'gptlab' in m))")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr

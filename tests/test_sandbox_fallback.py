@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from gptlab.evaluate import sandbox_isolation as iso
-from gptlab.evaluate.sandbox import Limits, SandboxRefused, check_isolation, isolation, run, run_tests
+from gptlab.errors import GptlabError
+from gptlab.sandbox import Limits, SandboxRefused, check_isolation, isolation, mechanisms, run, run_tests
 
 
 @pytest.fixture
 def no_isolation_tools(monkeypatch, tmp_path):
     """This machine as one without bwrap, unshare, prlimit or setpriv on PATH (the probes re-run)."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    iso.probe.cache_clear()
+    mechanisms.probe.cache_clear()
     yield
-    iso.probe.cache_clear()
+    mechanisms.probe.cache_clear()
 
 
 def _processes_with(token: str) -> list[int]:
@@ -87,6 +87,5 @@ def test_unsafe_exec_kills_the_tree_at_the_wall_clock():
 
 
 def test_an_unknown_mechanism_is_a_user_error():
-    from gptlab.errors import GptlabError
     with pytest.raises(GptlabError, match="mechanism"):
         run("print(1)", mechanism="docker")

@@ -1,12 +1,12 @@
-"""Bootstrap intervals (gptlab/evaluate/stats.py) against distributions whose answer is known."""
+"""Bootstrap intervals (gptlab/stats/bootstrap.py) against distributions whose answer is known."""
 
 import math
 
 import numpy as np
 import pytest
 
-from gptlab.evaluate import stats
-from gptlab.evaluate.stats import Units
+from gptlab.stats import bootstrap as stats
+from gptlab.stats.bootstrap import Units
 
 
 def rate_units(hits, name="r", strata=None):

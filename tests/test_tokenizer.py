@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT, TINY, run_gptlab
 from gptlab.data import iter_documents
 from gptlab.errors import GptlabError
-from gptlab.tokenizer import BOS, HFTokenizer, TiktokenTokenizer, load_tokenizer, train_bpe
+from gptlab.tokenizer import BOS, HFTokenizer, TiktokenTokenizer, load_tokenizer, train_bpe, train_tokenizer_from_config
 
 CORPUS = ROOT / "gptlab" / "corpus"
 
@@ -76,3 +76,40 @@ def test_sentencepiece_style_token_bytes_count_the_word_space(tmp_path):
     assert hf.decode(ids) == text
     # every word carries its space ("▁the"): the prepended one included, so one byte more than the text
     assert int(hf.token_bytes()[ids].sum()) == len(text.encode()) + 1
+
+
+def _config_with_train_chars(tmp_path, chars):
+    path = tmp_path / "small_tok.toml"
+    path.write_text(TINY.read_text().replace("train_chars = 300_000", f"train_chars = {chars}"))
+    assert f"train_chars = {chars}" in path.read_text()
+    return path
+
+
+def test_tokenizer_train_defaults_to_the_configs_train_chars(tmp_path):
+    """Like `gptlab train`, `gptlab tokenizer train` reads tokenizer.train_chars unless --max-chars is given."""
+    cfg = _config_with_train_chars(tmp_path, 20_000)
+    default = load_tokenizer(train_tokenizer_from_config(cfg, tmp_path / "default", vocab_size=300))
+    same = load_tokenizer(train_tokenizer_from_config(cfg, tmp_path / "same", vocab_size=300, max_chars=20_000))
+    more = load_tokenizer(train_tokenizer_from_config(cfg, tmp_path / "more", vocab_size=300,
+                                                      max_chars=10_000_000))
+    assert default.identity() == same.identity() != more.identity()
+    r = run_gptlab("tokenizer", "train", cfg, "--vocab-size", "300", "--out", tmp_path / "cli")
+    assert r.returncode == 0, r.stderr
+    assert load_tokenizer(tmp_path / "cli").identity() == default.identity()
+
+
+@pytest.mark.parametrize("chars", [0, -1])
+def test_tokenizer_train_refuses_max_chars_below_one(tmp_path, chars):
+    with pytest.raises(GptlabError, match="--max-chars"):
+        train_tokenizer_from_config(TINY, tmp_path / "lib", vocab_size=300, max_chars=chars)
+    assert not (tmp_path / "lib").exists()
+    r = run_gptlab("tokenizer", "train", TINY, "--vocab-size", "300", "--max-chars", chars, "--out", tmp_path / "cli")
+    err = r.stderr.strip()
+    assert r.returncode == 2 and len(err.splitlines()) == 1 and err.startswith("gptlab: error: --max-chars"), err
+    assert not (tmp_path / "cli" / "tokenizer.json").exists()
+
+
+def test_tokenizer_train_refuses_a_config_train_chars_below_one(tmp_path):
+    cfg = _config_with_train_chars(tmp_path, 0)
+    with pytest.raises(GptlabError, match="tokenizer.train_chars must be at least 1"):
+        train_tokenizer_from_config(cfg, tmp_path / "out", vocab_size=300)

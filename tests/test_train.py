@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT, TINY, run_gptlab
 from gptlab.checkpoints import discover, load
 from gptlab.config import load_config
-from gptlab.train import read_metrics, train
+from gptlab.checkpoints.gptlab_run import read_metrics
 
 
 def losses(run_dir):

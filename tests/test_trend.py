@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gptlab.evaluate.trend import fit_power_law, per_unit, recent_slope, trend
+from gptlab.stats.trend import fit_power_law, per_unit, recent_slope, trend
+from gptlab.verdicts import Convergence
 
 TOKENS = np.arange(1, 11) * 5000 * 65536.0      # ten checkpoints, 65,536 tokens per step
 
@@ -65,7 +66,7 @@ def test_window_uses_only_the_last_points():
 
 def test_falling_curve_is_still_descending():
     t = trend(TOKENS, 0.9 + 800 * TOKENS ** -0.3)
-    assert t.verdict == "still descending" and t.converged is False
+    assert t.verdict is Convergence.STILL_DESCENDING and t.converged is False
     assert "not converged" in t.sentence and "no plateau" in t.sentence
     assert t.fit is not None and t.fit.gain > 0
 
@@ -73,7 +74,7 @@ def test_falling_curve_is_still_descending():
 def test_seed_curve_from_the_issue_is_still_descending():
     y = [1.6798, 1.6399, 1.6256, 1.5952, 1.5680, 1.5363, 1.5101, 1.4683, 1.4463, 1.4176]
     t = trend(TOKENS, y)
-    assert t.verdict == "still descending"
+    assert t.verdict is Convergence.STILL_DESCENDING
     assert t.slope.drop == pytest.approx(1.5363 - 1.4176, abs=0.01)
     assert t.fit.projected < 1.4176
 
@@ -81,31 +82,31 @@ def test_seed_curve_from_the_issue_is_still_descending():
 def test_flat_curve_is_a_plateau():
     rng = np.random.default_rng(0)
     t = trend(TOKENS, 1.2 + rng.normal(0, 0.0005, len(TOKENS)))
-    assert t.verdict == "plateau" and t.converged is True
+    assert t.verdict is Convergence.PLATEAU and t.converged is True
 
 
 def test_curve_that_flattens_after_falling_is_a_plateau():
     y = np.r_[np.linspace(2.5, 1.5, 5), 1.5 + np.array([0.001, -0.001, 0.0005, 0.0, -0.0005])]
-    assert trend(TOKENS, y).verdict == "plateau"
+    assert trend(TOKENS, y).verdict is Convergence.PLATEAU
 
 
 def test_rising_curve_says_rising():
     t = trend(TOKENS, np.linspace(1.3, 1.6, len(TOKENS)))
-    assert t.verdict == "rising" and "overfitting" in t.sentence
+    assert t.verdict is Convergence.RISING and "overfitting" in t.sentence
 
 
 def test_noisy_curve_is_unclear():
     y = 1.5 + np.array([0, 0, 0, 0, 0, 0.05, -0.06, 0.04, -0.05, 0.03])
-    assert trend(TOKENS, y).verdict == "unclear"
+    assert trend(TOKENS, y).verdict is Convergence.UNCLEAR
 
 
 def test_too_few_points_say_what_is_missing():
     none = trend([], [])
-    assert none.verdict == "too few points" and "no val bpb" in none.sentence and none.missing
+    assert none.verdict is Convergence.TOO_FEW_POINTS and "no val bpb" in none.sentence and none.missing
     one = trend([1e6], [2.0])
     assert "only one checkpoint" in one.sentence and one.fit is None
     two = trend([1e6, 2e6], [2.0, 1.5])
-    assert two.verdict == "still descending" and two.fit is None
+    assert two.verdict is Convergence.STILL_DESCENDING and two.fit is None
     assert any("3 checkpoints" in m for m in two.missing)
 
 

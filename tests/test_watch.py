@@ -10,7 +10,7 @@ import pytest
 from report_fixtures import add_run
 
 from gptlab.errors import GptlabError
-from gptlab.report import watch as watch_mod
+from gptlab.commands import watch as watch_mod
 from gptlab.store import Store
 
 

@@ -1,10 +1,12 @@
 """Find and load checkpoints of every format our users have, behind one call.
 
-    gptlab models PATH        lists what `discover(PATH)` finds
+    gptlab models PATH        lists what `discover(PATH)` finds (eval, sample, compare and watch find the same)
+    python -m pytest tests/test_models_cli.py tests/test_checkpoints_*.py
 
-`discover(path)` accepts a checkpoint file, a checkpoint folder, or a whole run directory and returns every
-checkpoint in it, oldest step first. `load(ref)` returns the model (see gptlab/models/__init__.py for its
-interface), its tokenizer and a `ModelInfo`. Each format lives in its own module with two functions:
+`discover(path)` accepts a checkpoint file, a checkpoint folder, a whole run directory, or a folder holding
+any of those (down to SEARCH_DEPTH levels), and returns every checkpoint found: each folder's oldest step
+first, folders in name order. `load(ref)` returns the model (a `CausalLM`, gptlab/models/__init__.py), its
+tokenizer and a `ModelInfo`. Each format lives in its own module with two functions:
 `detect(path) -> list[CheckpointRef]` (empty when the path is not in that format) and
 `load(ref, device) -> LoadedModel`. Nothing here executes pickles: torch.load(weights_only=True),
 safetensors, and a restricted unpickler (safe_pickle.py) for tokenizer pickles.
@@ -13,14 +15,21 @@ safetensors, and a restricted unpickler (safe_pickle.py) for tokenizer pickles.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gptlab.errors import GptlabError
 
-# Tried in this order; the first format whose detect() finds something wins.
+if TYPE_CHECKING:
+    import torch
+
+    from gptlab.models import CausalLM
+    from gptlab.tokenizer import Tokenizer
+
+# Tried in this order; the first format whose detect() finds something in a folder wins.
 FORMATS = ("gptlab_run", "nanochat", "nanogpt", "llmc", "hf")
+SEARCH_DEPTH = 3            # subfolder levels discover() looks into when a folder itself is no checkpoint
 
 
 @dataclass
@@ -56,39 +65,61 @@ class ModelInfo:
 
 @dataclass
 class LoadedModel:
-    model: object               # torch.nn.Module with the narrow interface
-    tokenizer: object           # gptlab.tokenizer.Tokenizer
+    model: CausalLM             # a torch.nn.Module
+    tokenizer: Tokenizer
     info: ModelInfo
 
 
-def _module(fmt: str):
-    return importlib.import_module(f"gptlab.checkpoints.{fmt}")
+def _readers() -> dict:
+    """{format name: its module}, in FORMATS order."""
+    from gptlab.checkpoints import gptlab_run, hf, llmc, nanochat, nanogpt  # deferred: heavy (torch); types stay light
+    modules = {"gptlab_run": gptlab_run, "nanochat": nanochat, "nanogpt": nanogpt, "llmc": llmc, "hf": hf}
+    return {fmt: modules[fmt] for fmt in FORMATS}
 
 
 def discover(path: str | Path) -> list[CheckpointRef]:
+    """Every checkpoint at `path`, else in its subfolders (see the module docstring). A folder a reader
+    refuses (a truncated ckpt.pt, unreadable metadata) is passed over; its error is raised only when nothing
+    at all is found."""
     path = Path(path)
     if not path.exists():
         raise GptlabError(f"{path}: no such file or directory")
-    for fmt in FORMATS:
-        refs = _module(fmt).detect(path)
-        if refs:
-            return sorted(refs, key=lambda r: (r.step is None, r.step or 0, str(r.path)))
-    raise GptlabError(f"{path}: no checkpoint found (looked for gptlab runs, nanochat, nanoGPT ckpt.pt, "
+    errors: list[GptlabError] = []
+    refs = _find(path, SEARCH_DEPTH, errors)
+    if refs:
+        return refs
+    if errors:
+        raise errors[0]
+    where = " here or in its subfolders" if path.is_dir() else ""
+    raise GptlabError(f"{path}: no checkpoint found{where} (looked for gptlab runs, nanochat, nanoGPT ckpt.pt, "
                       f"llm.c .bin and Hugging Face folders)")
 
 
-def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
-    loaded = _module(ref.format).load(ref, device)
+def _find(path: Path, depth: int, errors: list[GptlabError]) -> list[CheckpointRef]:
+    """What the first format that recognises `path` finds there, oldest step first; else, down to `depth`
+    levels, what is found in its subfolders (in name order; hidden ones, like unfinished .tmp-* saves, skipped)."""
+    try:
+        for reader in _readers().values():
+            refs = reader.detect(path)
+            if refs:
+                return sorted(refs, key=lambda r: (r.step is None, r.step or 0, str(r.path)))
+    except GptlabError as e:
+        errors.append(e)
+    refs = []
+    if depth > 0 and path.is_dir():
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            refs += _find(sub, depth - 1, errors)
+    return refs
+
+
+def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
+    loaded = _readers()[ref.format].load(ref, device)
     tok_vocab = loaded.tokenizer.vocab_size
     if tok_vocab > loaded.info.vocab_size:
         raise GptlabError(f"{ref.path}: tokenizer has {tok_vocab} ids but the model only {loaded.info.vocab_size} "
                           f"rows: the tokenizer does not belong to this model")
     loaded.model.eval()
     return loaded
-
-
-def load_path(path: str | Path, device: str = "cpu") -> list[LoadedModel]:
-    return [load(r, device) for r in discover(path)]
 
 
 def file_hash(*paths: Path, chunk: int = 1 << 22) -> str:
@@ -103,7 +134,7 @@ def file_hash(*paths: Path, chunk: int = 1 << 22) -> str:
 
 def tensors_hash(state_dict) -> str:
     """sha256 over tensor names, dtypes, shapes and bytes: for formats whose file also holds other state."""
-    import torch
+    import torch  # deferred: heavy (torch); importing gptlab.checkpoints stays light
     h = hashlib.sha256()
     for name in sorted(state_dict):
         t = state_dict[name]

@@ -1,6 +1,7 @@
 """gptlab's own run directories: write checkpoints atomically, find them, load them.
 
     gptlab models runs/demo          (lists every checkpoint of the run)
+    python -m pytest tests/test_train.py tests/test_eval.py
 
 Layout of a run directory:
     run.json                      the resolved training config, tokens per step, gptlab version
@@ -21,12 +22,17 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
 from gptlab.errors import GptlabError
+from gptlab.models.gpt import GPT, GPTConfig
+from gptlab.tokenizer import load_tokenizer
 
 WEIGHTS, CONFIG, META, TRAINER, TOKENIZER = "model.safetensors", "config.json", "meta.json", "trainer.pt", \
     "tokenizer.json"
+METRICS = "metrics.jsonl"
 
 
 def step_dir_name(step: int) -> str:
@@ -74,12 +80,15 @@ def _read_json(path: Path) -> dict:
         raise GptlabError(f"{path}: unreadable checkpoint metadata ({e})") from None
 
 
-def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (none when the run has not logged yet)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
-    from gptlab.models.gpt import GPT, GPTConfig
-    from gptlab.tokenizer import load_tokenizer
+
+def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     d = Path(ref.path)
     cfg_json = _read_json(d / CONFIG)
     meta = _read_json(d / META)
@@ -113,7 +122,6 @@ def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
 def save_checkpoint(run_dir: Path, step: int, model, optimizers, meta: dict, run_config: dict,
                     tokenizer_file: Path) -> Path:
     """Write checkpoints/step_NNNNNN atomically: temporary folder, fsync, rename."""
-    from safetensors.torch import save_file
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
@@ -140,7 +148,6 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizers, meta: dict, run
 
 def load_trainer_state(step_dir: Path, model, optimizers, device) -> dict:
     """Restore weights and optimizer state for --resume (weights_only: nothing is unpickled as code)."""
-    from safetensors.torch import load_file
     model.load_state_dict(load_file(str(step_dir / WEIGHTS), device=str(device)), strict=False)
     try:
         state = torch.load(step_dir / TRAINER, map_location=device, weights_only=True)

@@ -16,8 +16,14 @@ import json
 import re
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
+from gptlab.checkpoints.bpe_files import read_vocab_merges
 from gptlab.errors import GptlabError
+from gptlab.models.hf import load_hf_causal_lm
+from gptlab.tokenizer import HFTokenizer
 
 STEP_RE = re.compile(r"checkpoint-(\d+)$")
 
@@ -51,8 +57,6 @@ def detect(path: Path) -> list[CheckpointRef]:
 
 
 def find_tokenizer(folder: Path):
-    from gptlab.checkpoints.bpe_files import read_vocab_merges
-    from gptlab.tokenizer import HFTokenizer
     for d in (folder, folder.parent):
         if (d / "tokenizer.json").is_file():
             return HFTokenizer.from_file(d / "tokenizer.json")
@@ -61,8 +65,7 @@ def find_tokenizer(folder: Path):
     raise GptlabError(f"{folder}: no tokenizer found: save tokenizer.json (tokenizer.save_pretrained) in the folder")
 
 
-def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
-    from gptlab.models.hf import load_hf_causal_lm
+def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     folder = Path(ref.path)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -85,7 +88,6 @@ def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
 
 def _check_safetensors(files: list[Path]) -> None:
     """Name the bad file ourselves: transformers' own message for a truncated shard does not."""
-    from safetensors import safe_open
     for f in files:
         try:
             with safe_open(str(f), framework="pt") as st:

@@ -1,6 +1,9 @@
 """What `gptlab models PATH` prints: one row per checkpoint found, in any format.
 
     gptlab models tests/fixtures/peers           # nanoGPT, nanochat, llm.c and transformers checkpoints
+    python -m pytest tests/test_models_cli.py
+
+The checkpoints are what `gptlab.checkpoints.discover` finds, the same set every other command sees.
 
 Each checkpoint is loaded (weights and tokenizer), so a row also proves the checkpoint is readable; one that
 is not becomes an error line instead of a row, and the others are still listed.
@@ -10,36 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gptlab.checkpoints import FORMATS, ModelInfo, discover, load
+from rich.console import Console
+from rich.table import Table
+
+from gptlab.checkpoints import ModelInfo, discover, load
 from gptlab.errors import GptlabError
-
-
-def find_all(path: str | Path, depth: int = 3) -> list:
-    """Every checkpoint under `path`: what `discover` finds there, else what it finds in the subfolders
-    (down to `depth` levels), so that a folder holding runs of several formats lists them all."""
-    path = Path(path)
-    try:
-        return discover(path)
-    except GptlabError:
-        if not path.is_dir():
-            raise
-    refs = []
-    if depth > 0:
-        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            try:
-                refs += find_all(sub, depth - 1)
-            except GptlabError:
-                continue
-    if not refs:
-        raise GptlabError(f"{path}: no checkpoint found (looked for {', '.join(FORMATS)} formats here and in "
-                          f"its subfolders)")
-    return refs
 
 
 def list_checkpoints(path: str | Path) -> tuple[list[ModelInfo], list[str]]:
     """(infos of the checkpoints that load, one-line errors for those that do not)."""
     infos, errors = [], []
-    for ref in find_all(path):
+    for ref in discover(path):
         try:
             infos.append(load(ref).info)
         except GptlabError as e:
@@ -57,8 +41,6 @@ def human(n: int | None) -> str:
 
 
 def render(infos: list[ModelInfo], console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
     console = console or Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 140))   # pipes and tests get whole rows, not ellipses

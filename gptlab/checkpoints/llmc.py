@@ -16,9 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
+from gptlab.checkpoints.bpe_files import LLMC_TOKENIZER_MAGIC, read_llmc_tokenizer
 from gptlab.errors import GptlabError
+from gptlab.models.gpt2 import GPT2, GPT2Config
 
 MODEL_MAGIC = 20240326
 VERSIONS = {3: ("float32", 4), 5: ("bfloat16", 2)}
@@ -56,8 +59,6 @@ def _shapes(maxT, V, Vp, L, C) -> list[tuple[str, tuple]]:
 
 def read_model(path: Path):
     """(GPT2Config, state dict in gptlab.models.gpt2 names as float32, header dict) from an llm.c .bin."""
-    import torch
-    from gptlab.models.gpt2 import GPT2Config
     h = _header(path)
     if h is None or len(h) < 256:
         raise GptlabError(f"{path}: too short for an llm.c model header ({HEADER_BYTES} bytes)")
@@ -99,7 +100,6 @@ def read_model(path: Path):
 
 
 def find_tokenizer(model_path: Path):
-    from gptlab.checkpoints.bpe_files import LLMC_TOKENIZER_MAGIC, read_llmc_tokenizer
     for f in sorted(model_path.parent.glob("*tokenizer*.bin")):
         h = _header(f)
         if h is not None and h[0] == LLMC_TOKENIZER_MAGIC:
@@ -108,8 +108,7 @@ def find_tokenizer(model_path: Path):
                       f"written by llm.c's write_tokenizer) in {model_path.parent}")
 
 
-def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
-    from gptlab.models.gpt2 import GPT2
+def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     cfg, sd, header = read_model(ref.path)
     model = GPT2.from_state_dict(cfg, sd)
     tok = find_tokenizer(ref.path)

@@ -15,9 +15,13 @@ import json
 import re
 from pathlib import Path
 
+import torch
+
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
 from gptlab.checkpoints.safe_pickle import load_pickle, load_torch
 from gptlab.errors import GptlabError
+from gptlab.models.nanochat import NanochatConfig, NanochatGPT
+from gptlab.tokenizer import BOS, TiktokenTokenizer
 
 MODEL_RE = re.compile(r"model_(\d+)\.pt$")
 PHASES = ("base_checkpoints", "mid_checkpoints", "chatsft_checkpoints", "chatrl_checkpoints")
@@ -87,8 +91,7 @@ def find_tokenizer_dir(start: Path) -> Path:
                       f"in the base dir above the checkpoint")
 
 
-def load_tokenizer(tok_dir: Path):
-    from gptlab.tokenizer import BOS, TiktokenTokenizer
+def load_tokenizer(tok_dir: Path) -> TiktokenTokenizer:
     pkl = tok_dir / "tokenizer.pkl"
     state = load_pickle(pkl)
     if not hasattr(state, "ranks_and_specials"):
@@ -106,9 +109,7 @@ def load_tokenizer(tok_dir: Path):
     return tok
 
 
-def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
-    import torch
-    from gptlab.models.nanochat import NanochatConfig, NanochatGPT
+def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     meta = _read_meta(_meta_path(ref.path))
     known = set(NanochatConfig.__dataclass_fields__)
     mc = meta["model_config"]

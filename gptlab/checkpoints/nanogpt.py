@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, tensors_hash
+from gptlab.checkpoints.bpe_files import read_tiktoken_file, read_vocab_merges
 from gptlab.checkpoints.safe_pickle import load_pickle, load_torch
 from gptlab.errors import GptlabError
+from gptlab.models.gpt2 import GPT2, GPT2Config
+from gptlab.tokenizer import CharTokenizer, HFTokenizer
 
 REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
 
@@ -59,8 +64,6 @@ def detect(path: Path) -> list[CheckpointRef]:
 
 def find_tokenizer(ckpt: Path, dataset: str | None):
     """The tokenizer for a nanoGPT checkpoint (see the module docstring for where it looks)."""
-    from gptlab.checkpoints.bpe_files import read_tiktoken_file, read_vocab_merges
-    from gptlab.tokenizer import HFTokenizer
     here = ckpt.parent
     if (here / "meta.pkl").is_file():
         return read_char_meta(here / "meta.pkl")
@@ -81,8 +84,7 @@ def find_tokenizer(ckpt: Path, dataset: str | None):
                       f"put tokenizer.json, vocab.json + merges.txt, or gpt2.tiktoken in {here}")
 
 
-def read_char_meta(path: Path):
-    from gptlab.tokenizer import CharTokenizer
+def read_char_meta(path: Path) -> CharTokenizer:
     meta = load_pickle(path)
     itos = meta.get("itos") if isinstance(meta, dict) else None
     if not isinstance(itos, dict) or not itos or \
@@ -91,9 +93,7 @@ def read_char_meta(path: Path):
     return CharTokenizer(itos)
 
 
-def load(ref: CheckpointRef, device: str = "cpu") -> LoadedModel:
-    import torch
-    from gptlab.models.gpt2 import GPT2, GPT2Config
+def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     # memory-mapped so the optimizer state (2x the weights) is never read; the weights are copied out below
     # because train.py rewrites ckpt.pt in place, which would pull pages from under a mapping
     ck = load_torch(ref.path, mmap=True)

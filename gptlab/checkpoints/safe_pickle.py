@@ -19,6 +19,8 @@ import io
 import pickle
 from pathlib import Path
 
+import torch
+
 from gptlab.errors import GptlabError
 
 MAX_PICKLE_BYTES = 64 << 20   # tokenizer/meta pickles are kilobytes to a few MB
@@ -85,7 +87,6 @@ def load_pickle(path: str | Path):
 
 def load_torch(path: str | Path, mmap: bool = False):
     """torch.load(weights_only=True) with every failure as a one-line GptlabError naming the file."""
-    import torch
     path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

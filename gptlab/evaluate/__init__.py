@@ -1,5 +1,6 @@
-"""Evaluation: bits per byte (bpb.py), probes and sampling (probes.py, run.py), diagnosis (diagnose/),
-the sandbox for model-written code (sandbox.py), statistics (stats.py, trend.py), comparison and claims.
+"""Evaluation of checkpoints into the results store: bits per byte (bpb.py; which text: bpb_domains.py),
+probe sampling (probe_sampling.py), diagnosis of the samples (findings.py), and the job running them (job.py).
 
     gptlab eval PATH        runs bpb, probes and diagnosis for every checkpoint under PATH
+    python -m pytest tests/test_eval.py tests/test_bpb.py
 """

@@ -40,7 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gptlab.data import iter_documents
 from gptlab.errors import GptlabError
+from gptlab.models import SplitHeadLM
 
 PROTOCOL_VERSION = "bpb-1"  # stored with every result: bump when anything in the protocol above changes
 POOL_BATCHES = 8            # windows buffered (in batches) before sorting them by shape: bounds memory
@@ -201,7 +203,7 @@ def token_nll(model, x: torch.Tensor, y: torch.Tensor, first: int, takes_from: b
     (positions, vocab) logits never exist whole, which saves memory traffic as well as memory. Other models
     (transformers) return logits, then cross-entropy runs on them in CE_ROWS slices."""
     flat_y = y.reshape(-1).to(x.device)
-    if hasattr(model, "hidden") and hasattr(model, "head"):
+    if isinstance(model, SplitHeadLM):
         out = torch.zeros(y.numel(), dtype=torch.float32, device=x.device)
         h = model.hidden(x, logits_from=first)
         keep = (flat_y >= 0).nonzero().squeeze(1)
@@ -221,7 +223,6 @@ def read_documents(path: str | Path) -> Iterator[str]:
     """Documents of a bpb data file: `.txt` is one document; `.jsonl` has one JSON object per line whose
     `text` is a document; `.parquet` one per row of its `text` column (gptlab.data.iter_documents, which
     streams). Raises GptlabError naming the file (and line), also when the file holds no document."""
-    from gptlab.data import iter_documents
     count = 0
     for doc in iter_documents(path):
         count += 1

@@ -3,6 +3,7 @@
     gptlab eval runs/demo                                 the run's own validation domains
     gptlab eval ckpt.pt --bpb code=val.jsonl --json       domains of your own (.txt: one document,
                                                           .jsonl: one document per line in "text")
+    python -m pytest tests/test_eval.py -k "domains or json_lines"
 
 Domains, in order of precedence:
 1. `--bpb NAME=FILE` (repeatable; several files under one NAME are one domain): only these are scored;
@@ -20,17 +21,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from gptlab.data import source_hash
 from gptlab.errors import GptlabError
+from gptlab.evaluate.bpb import PROTOCOL_VERSION, read_documents, score_documents
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "corpus"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-# The key of stored bpb results when bpb.py states no PROTOCOL_VERSION of its own.
-FALLBACK_PROTOCOL = "bpb-1"
-
-
-def protocol_version() -> str:
-    from gptlab.evaluate import bpb
-    return str(getattr(bpb, "PROTOCOL_VERSION", FALLBACK_PROTOCOL))
 
 
 @dataclass
@@ -93,9 +89,7 @@ def domains_for(ref, run_config: dict, explicit: list[Domain] | None) -> list[Do
 def score_domains(store, loaded, domains: list[Domain], *, device, on_result=None, warn=print) -> tuple[int, int]:
     """bpb of one model on each domain, from the store when there, else computed and stored.
     `on_result(domain, row, cached)` after each; returns (computed, cached)."""
-    from gptlab.data import source_hash
-    from gptlab.evaluate.bpb import read_documents, score_documents
-    protocol = protocol_version()
+    protocol = PROTOCOL_VERSION
     info = loaded.info
     computed = cached = 0
     for d in domains:

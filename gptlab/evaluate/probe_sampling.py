@@ -1,6 +1,7 @@
 """Sample a probe suite from one model into the results store, generating only what the store lacks.
 
     gptlab eval runs/demo --samples 8 --temperature 0.8 --max-tokens 80,200
+    python -m pytest tests/test_eval.py -k "samples or sigkill"
 
 A row is (probe, temperature, sample index); it yields one stored sample per requested length, the shorter
 texts being prefixes of the longest generation. Sample i of a probe is seeded with
@@ -34,7 +35,7 @@ class SampleCounts:
 
 @dataclass(frozen=True)
 class Row:
-    probe: object                # gptlab.evaluate.probes.Probe
+    probe: object                # gptlab.probes.Probe
     temperature: float
     index: int
 

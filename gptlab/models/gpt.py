@@ -8,7 +8,8 @@ Architecture (per block, pre-norm): x += attn(norm(x)); x += mlp(norm(x)), with
   grouped-query heads (n_kv_head), no biases, `scaled_dot_product_attention`;
 - MLP: 4x width with ReLU^2;
 - untied token embedding and output head; a final RMSNorm; logits soft-capped as cap * tanh(logits / cap).
-The interface is the one in gptlab/models/__init__.py: forward(idx, cache=None) -> float32 logits.
+The interface is `SplitHeadLM` in gptlab/models/__init__.py: forward(idx, cache=None, logits_from=0) -> float32
+logits, plus the keyword-only `targets` that turns it into the training loss.
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ class GPT(nn.Module):
             block.attn.c_proj.weight.zero_()
             block.mlp.c_proj.weight.zero_()
 
-    def forward(self, idx, cache: KVCache | None = None, targets=None, logits_from: int = 0):
+    def forward(self, idx, cache: KVCache | None = None, logits_from: int = 0, *, targets=None):
+        """idx (B, T) -> soft-capped logits (B, T - logits_from, V) float32; with `targets` (B, T), the mean
+        cross-entropy instead (training; -1 targets are ignored)."""
         logits = self.head(self.hidden(idx, cache, logits_from))                    # (B, T', V)
         if targets is None:
             return logits

@@ -6,8 +6,8 @@ Learned absolute positions, pre-LayerNorm blocks (LayerNorm bias optional, as na
 fused qkv projection, GELU with the tanh approximation (GPT-2's `gelu_new`; nanoGPT alone uses the exact
 form), and an output head tied to the token embedding. Weights use PyTorch (out, in) layout under nanoGPT's
 names (`transformer.h.0.attn.c_attn...`); `from_hf_state_dict` converts transformers' Conv1D (in, out)
-layout. Self-contained and single-device; see gptlab/models/__init__.py for the interface every family
-shares, plus `forward(..., logits_from=k)`, which skips the head on the first k positions.
+layout. Self-contained and single-device; implements `SplitHeadLM` (gptlab/models/__init__.py), the
+interface every family shares.
 
 Shapes: B batch, T new tokens, S positions attended (cached + new), C n_embd, H heads, D head dim, V vocab.
 """

@@ -3,9 +3,10 @@
     gptlab models peers/hf_gpt2                  # lists folders with config.json + *.safetensors
     python -m pytest tests/test_checkpoints_hf.py
 
-`load_hf_causal_lm(folder)` reads a local folder only (never the Hub) and wraps the model so that
-`forward(idx, cache)` returns float32 logits and `new_cache` hands out an `HFCache`, a thin wrapper over
-transformers' DynamicCache with the KVCache surface the evaluators use (pos, advance, expand, select).
+`load_hf_causal_lm(folder)` reads a local folder only (never the Hub) and wraps the model as a `CausalLM`
+(gptlab/models/__init__.py): `forward(idx, cache, logits_from)` returns float32 logits and `new_cache` hands
+out an `HFCache`, a thin wrapper over transformers' DynamicCache with the `Cache` surface the evaluators use
+(pos, advance, expand, select).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gptlab.errors import GptlabError
 def _transformers():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")       # a local folder must never turn into a download
     try:
-        import transformers
+        import transformers  # deferred: optional extra [hf]; gptlab runs without transformers installed
     except ImportError:
         raise GptlabError("reading Hugging Face checkpoints needs transformers: pip install 'gptlab[hf]'") from None
     transformers.utils.logging.set_verbosity_error()
@@ -85,8 +86,7 @@ class HFCausalLM(nn.Module):
         return logits[:, logits.shape[1] - (T - logits_from):].float()
 
     def new_cache(self, batch_size: int, max_len: int) -> HFCache:
-        from transformers import DynamicCache
-        return HFCache(DynamicCache(config=self.hf.config), batch_size, max_len)
+        return HFCache(_transformers().DynamicCache(config=self.hf.config), batch_size, max_len)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.hf.parameters())

@@ -10,8 +10,7 @@ Shared prompts. When n samples continue one prompt, `share(owner)` turns a cache
 prompts into a SharedPrefixCache for B = len(owner) rows: the prompts' keys/values stay stored once per
 prompt (U rows) and only positions after them are stored per sample. Decoding one token then reads each
 prompt's keys once per step for all of its samples (their queries are batched against it) instead of once
-per sample: at 8 samples of a 64-token prompt this is most of the attention's memory traffic early on. The
-result is the same attention, computed in two parts joined by one softmax.
+per sample. The result is the same attention, computed in two parts joined by one softmax.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The pieces a report section is made of, and the Section they render into (Markdown and HTML at once).
 
     gptlab report runs/demo --db results.sqlite
+    python -m pytest tests/test_report.py
 
-A section function returns `section(title, [blocks])`: paragraphs, tables, figures, notes and lists are
+A section function returns `render.section(title, [blocks])`: paragraphs, tables, figures, notes and lists are
 written once and rendered twice, by gptlab/report/markdown.py (GitHub Markdown, plots as SVG files beside
 report.md) and gptlab/report/html.py (one self-contained page, plots inlined). `Raw` carries hand-made
 Markdown and HTML for the few things the two formats cannot share (the highlighted samples of a probe card).
@@ -72,14 +73,6 @@ class Section:
 
 def slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
-
-
-def section(title: str, blocks: list, id: str | None = None) -> Section:
-    from gptlab.report import html, markdown
-    blocks = [b for b in blocks if b is not None]
-    files = {f"{b.name}.svg": b.svg for b in blocks if isinstance(b, Figure)}
-    return Section(title=title, markdown=markdown.blocks(blocks), html=html.blocks(blocks),
-                   id=id or slug(title), files=files)
 
 
 def fmt(x, digits: int = 4) -> str:

@@ -1,6 +1,7 @@
 """What every report section reads: the selected checkpoints and their stored results, loaded once.
 
     gptlab report runs/demo --db results.sqlite
+    python -m pytest tests/test_report.py
 
 `build_context(store, subject)` reads the store (never a model) and derives what several sections share:
 the val-bpb curve and its convergence verdict, the run's architecture and data mixture. Sections then only
@@ -17,9 +18,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from gptlab.evaluate.trend import Trend, trend
+from gptlab.compare.select import Subject, detector_version
 from gptlab.report.diagnosis import Diagnosis, diagnose
-from gptlab.report.select import Subject
+from gptlab.stats.trend import Trend, trend
 
 
 @dataclass
@@ -139,22 +140,6 @@ def _newest_bpb(store, hashes) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _detector_version(store, hashes) -> str | None:
-    try:
-        from gptlab.evaluate.diagnose import DETECTOR_VERSION
-    except ImportError:
-        DETECTOR_VERSION = None
-    if not hashes:
-        return DETECTOR_VERSION
-    marks = ",".join("?" * len(hashes))
-    found = store.query(f"SELECT f.detector_version AS v, MAX(f.created_at) AS t FROM findings f JOIN samples s "
-                        f"ON s.id = f.sample_id WHERE s.weights_hash IN ({marks}) GROUP BY f.detector_version "
-                        f"ORDER BY t DESC", tuple(hashes))
-    versions = [r["v"] for r in found]
-    # The installed detectors' findings when they exist; otherwise the newest stored ones, still readable.
-    return DETECTOR_VERSION if DETECTOR_VERSION in versions or not versions else versions[0]
-
-
 def _curves(ctx: Context) -> list[Curve]:
     curves = []
     # One run's curve: checkpoints of other selected runs would interleave meaninglessly.
@@ -182,7 +167,7 @@ def _curves(ctx: Context) -> list[Curve]:
 def build_context(store, subject: Subject) -> Context:
     hashes = [m["weights_hash"] for m in subject.models]
     run = next((r for r in store.runs() if r["run"] == subject.run), None) if subject.run else None
-    version = _detector_version(store, hashes)
+    version = detector_version(store, hashes)
     metrics = store.train_metrics(subject.run) if subject.run else []
     steps = [m["step"] for m in subject.models if m["run"] == subject.run and m["step"] is not None]
     if steps:                                    # the log up to the newest covered checkpoint, not beyond

@@ -1,12 +1,14 @@
 """The stored findings of the report's checkpoints, summarised once for the diagnosis, cards and advice.
 
     gptlab report runs/demo --db results.sqlite
+    python -m pytest tests/test_report.py
 
-The diagnosed checkpoint is the newest one with findings; the report's temperature is 0.8 when it was
-sampled (the temperature the seed assessments use), else the most sampled one. Mode rates, pass@k and the
-per-domain verdicts are gptlab.evaluate.diagnose.rollup's, the single definition of those numbers. The
-report asks it per probe over all sample lengths (the failure matrix), per length, per temperature and
-per checkpoint by grouping the rows it passes; this module only selects rows and reads the results.
+The diagnosed checkpoint is the newest one with findings; the report's temperature is PREFERRED_TEMPERATURE
+(0.8) when it was sampled, else the most sampled one. Mode rates, pass@k and the per-domain verdicts are
+gptlab.diagnose.rollup's, the single definition of those numbers; the verdicts are read as
+gptlab.verdicts.DomainVerdict. The report asks the rollup per probe over all sample lengths (the failure
+matrix), per length, per temperature and per checkpoint by grouping the rows it passes; this module only
+selects rows and reads the results.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+
+from gptlab.diagnose import MODES
+from gptlab.diagnose.rollup import rollup
+from gptlab.verdicts import DomainVerdict
 
 PREFERRED_TEMPERATURE = 0.8
 
@@ -33,10 +39,10 @@ class Diagnosis:
 
     @property
     def verdicts(self) -> dict[str, dict]:
-        """domain -> {"verdict": works|partly|fails, "dominant": [...], "why": "..."}."""
+        """domain -> {"verdict": DomainVerdict, "dominant": [...], "why": "..."} at the diagnosed checkpoint."""
         return verdicts(self.rollup) if self.rollup else {}
 
-    def step_verdicts(self, step) -> dict[str, str]:
+    def step_verdicts(self, step) -> dict[str, DomainVerdict]:
         return {d: v["verdict"] for d, v in verdicts(self.by_step[step]).items()} if step in self.by_step else {}
 
     def mode_rate(self, mode: str) -> float | None:
@@ -85,7 +91,11 @@ class Diagnosis:
 
 
 def verdicts(roll) -> dict[str, dict]:
-    return {d: asdict(v["verdict"]) for d, v in roll.domains.items()}
+    """The rollup's per-domain verdicts as dicts, the verdict word as a DomainVerdict."""
+    out = {d: asdict(v["verdict"]) for d, v in roll.domains.items()}
+    for v in out.values():
+        v["verdict"] = DomainVerdict(v["verdict"])
+    return out
 
 
 def _loads(text, default):
@@ -112,11 +122,6 @@ def diagnose(samples: list[dict]) -> Diagnosis:
     if not rows:
         return Diagnosis(False, f"{len(samples)} samples are stored but none has findings from the installed "
                                 f"detectors: run `gptlab eval` again (it diagnoses stored samples)")
-    try:
-        from gptlab.evaluate.diagnose import MODES
-        from gptlab.evaluate.diagnose.rollup import rollup
-    except ImportError as e:
-        return Diagnosis(False, f"the diagnosis module is not available ({e})")
     temps = {r["temperature"] for r in rows}
     temperature = PREFERRED_TEMPERATURE if PREFERRED_TEMPERATURE in temps else \
         max(temps, key=lambda t: sum(r["temperature"] == t for r in rows))

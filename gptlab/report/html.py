@@ -1,6 +1,7 @@
 """index.html: one self-contained page (inline CSS, inline script, inline SVG plots; no network at all).
 
     gptlab report runs/demo --db results.sqlite --out runs/demo/report   (then open index.html)
+    python -m pytest tests/test_report.py tests/test_report_browser.py
 
 The style sheet and the small script live beside this module (report.css, report.js) and are pasted into
 the page, so the file opens offline, from an e-mail attachment or a CI artifact alike.

@@ -1,6 +1,7 @@
 """report.md: the sections as GitHub-flavoured Markdown, plots as `![](name.svg)` files beside it.
 
     gptlab report runs/demo --db results.sqlite --out runs/demo/report   (then open report.md on GitHub)
+    python -m pytest tests/test_report.py
 """
 
 from __future__ import annotations

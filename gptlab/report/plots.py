@@ -1,6 +1,7 @@
 """The report's charts as SVG text: the training curve, bpb per domain, the failure matrix.
 
     gptlab report runs/demo --db results.sqlite      (writes curve.svg, domains.svg, failures.svg)
+    python -m pytest tests/test_report.py tests/test_report_browser.py
 
 matplotlib's object API with the SVG canvas only (no pyplot, so no global backend or GUI is touched). Text
 stays text (`svg.fonttype = none`: small files, selectable labels), and each chart gets its own

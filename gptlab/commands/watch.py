@@ -1,0 +1,110 @@
+"""Follow a training run: evaluate each checkpoint as it lands, then refresh the report.
+
+    gptlab watch runs/d12 --db results.sqlite --interval 10      (Ctrl-C stops; exit status 0)
+
+Every `interval` seconds the run directory is listed with gptlab.checkpoints.discover, which only returns
+complete checkpoints (gptlab writes each one into a temporary folder and renames it when whole). Checkpoints
+not seen before go to the evaluation library (gptlab.evaluate.job.evaluate), which stores bpb, samples and
+findings; then the report is rewritten. Evaluation skips work already in the store, so restarting a watch is
+cheap, and each stored unit is one transaction, so Ctrl-C at any moment leaves a consistent store and the
+previous complete report. This is the only place where reporting and evaluation meet: the report itself
+stays a pure reader of the store.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from gptlab.checkpoints import discover
+from gptlab.errors import GptlabError
+from gptlab.evaluate.job import evaluate
+from gptlab.report import write_report
+from gptlab.store import Store
+
+
+def _complete_checkpoints(run_dir: Path) -> list:
+    try:
+        return discover(run_dir)
+    except GptlabError:
+        return []                       # nothing saved yet (or not yet recognisable): keep waiting
+
+
+def _default_evaluate(paths: list[str], *, db: str) -> None:
+    evaluate(paths, db=db)
+
+
+def _refresh(run_dir: Path, db: str, out: Path):
+    store = Store(db)
+    try:
+        return write_report(store, [str(run_dir)], out)
+    finally:
+        store.close()
+
+
+class _Stop(BaseException):
+    """Raised by our SIGINT handler instead of KeyboardInterrupt. CPython 3.11 marks a KeyboardInterrupt
+    raised inside exec'd code (dataclass creation during an import, for one) as unhandled and then kills the
+    process with SIGINT at exit even after we caught it; another exception type has no such side effect.
+    A BaseException, so `except Exception` in the evaluation code cannot swallow it."""
+
+
+@contextmanager
+def _ctrl_c_stops():
+    if threading.current_thread() is not threading.main_thread():
+        yield                           # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum, frame):
+        raise _Stop()
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)             # flushed: a watch usually runs with its output piped to a log
+
+
+def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, sleep=time.sleep,
+          max_polls: int | None = None, echo=_say) -> int:
+    """Poll until Ctrl-C (or `max_polls`, for tests); returns the exit status, 0 on a clean stop."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise GptlabError(f"{run_dir}: not a folder (watch needs a training run directory)")
+    if interval <= 0:
+        raise GptlabError(f"--interval {interval}: must be a positive number of seconds")
+    out = Path(out) if out else run_dir / "report"
+    evaluate = evaluate or _default_evaluate
+    done: set[str] = set()
+    last = None
+    polls = 0
+    try:
+        with _ctrl_c_stops():
+            echo(f"watching {run_dir} every {interval:g} s for new checkpoints (Ctrl-C stops); report: "
+                 f"{out / 'index.html'}")
+            while True:
+                new = [r for r in _complete_checkpoints(run_dir) if str(r.path) not in done]
+                if new:
+                    echo(f"new checkpoint{'s' if len(new) > 1 else ''}: " + ", ".join(r.label for r in new))
+                    try:
+                        evaluate([str(r.path) for r in new], db=db)
+                    except GptlabError as e:
+                        echo(f"gptlab: error: {e} (skipping; watching on)")
+                    done.update(str(r.path) for r in new)
+                    last = _refresh(run_dir, db, out)
+                    echo(f"report refreshed: {last['html']}")
+                polls += 1
+                if max_polls is not None and polls >= max_polls:
+                    break
+                sleep(interval)
+    except (_Stop, KeyboardInterrupt):
+        echo("stopped watching; " + (f"the report is at {last['html']}" if last else
+                                     f"no report written yet (`gptlab report {run_dir} --db {db}` writes one "
+                                     f"from what is stored)"))
+    return 0

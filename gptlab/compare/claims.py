@@ -1,0 +1,286 @@
+"""Claims as data: statements about models, each checked against stored measurements with a verdict and the
+numbers behind it.
+
+    gptlab check examples/claims.toml --db results.sqlite
+    python -m pytest tests/test_claims.py
+
+The file (schema version 1; every key below, any other is an error naming the claim):
+
+    version = 1                          # required: the schema version
+    title = "..."                        # optional
+    suite = "default"                    # optional: count only this suite's probes (default: every stored one)
+    temperature = 0.8                    # optional: samples at this temperature (default as in compare)
+    [models]                             # aliases: a run directory, a checkpoint, a run name; PATH@STEP
+    code = "runs/code_heavy"
+    [[claims]]
+    statement = "The code-trained model beats the prose-trained one on code"
+    comment = "..."                      # optional, shown with the verdict
+    margins = { true = 0.05, mostly_true = 0.0, false = 0.0 }    # optional; each defaults to 0
+    [claims.check]                       # or inline, on one line: check = { kind = "less", ... }
+    kind = "less"
+    left = { model = "code", metric = "bpb", group = "code" }
+    right = { model = "prose", metric = "bpb", group = "code" }
+
+Checks (`kind`): `less` / `greater` (left vs right measurement), `below` / `above` (left vs a number `value`),
+`order` (`models = [best, ..., worst]` on one `measure` table without `model`; `better = "lower"|"higher"`,
+default lower for bpb and failure rates, higher for pass@k). A measurement is a table with `model` and
+`metric`:
+
+    bpb                    domain = NAME | group = NAME | neither: every domain (pooled)
+    failure_rate           mode = MODE | "any" (default); probe = NAME or [NAMES] | domain = NAME |
+                           prompts = "short" | "long" | none: all probes; max_tokens = N (default: all lengths)
+    pass_at_k              k = N (default 1); probe / domain / prompts as above; max_tokens = N (default:
+                           the longest samples). rollup.pass_at_k per probe, averaged over probes
+    prompt_length_effect   of = "failure_rate" (default; mode as above) | "pass_at_k" (k); short - long twins
+
+Verdict. d is how far the claim holds, in the metric's units (less: right - left; greater: left - right;
+below: value - left; above: left - value; order: the smallest d over neighbours). With its 95 % bootstrap
+interval [lo, hi] (gptlab/stats/bootstrap.py):
+    true          lo > margins.true                  the whole interval clears the "true" margin
+    mostly true   d > margins.mostly_true            the estimate clears it, the interval does not
+    false         hi <= margins.false                the whole interval says the claim does not hold
+    inconclusive  otherwise                          the data cannot tell
+Margins must satisfy false <= mostly_true <= true. Nothing in the file is evaluated as code: each field is
+read as the type above.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gptlab.compare.measurements import ANY
+from gptlab.diagnose import MODES
+from gptlab.errors import GptlabError
+from gptlab.stats import bootstrap as stats
+from gptlab.verdicts import ClaimVerdict
+
+SCHEMA_VERSION = 1
+VERDICTS = tuple(ClaimVerdict)        # best first
+KINDS = {"less": {"left", "right"}, "greater": {"left", "right"}, "below": {"left", "value"},
+         "above": {"left", "value"}, "order": {"models", "measure", "better"}}
+_SAMPLE_SELECT = {"probe", "domain", "prompts"}
+METRICS = {"bpb": {"domain", "group"},
+           "failure_rate": {"mode", "max_tokens"} | _SAMPLE_SELECT,
+           "pass_at_k": {"k", "max_tokens"} | _SAMPLE_SELECT,
+           "prompt_length_effect": {"of", "mode", "k"}}
+LOWER_IS_BETTER = {"bpb": True, "failure_rate": True, "pass_at_k": False}
+_TOP = {"version", "title", "suite", "temperature", "models", "claims"}
+_CLAIM = {"statement", "comment", "check", "margins"}
+_MARGINS = ("true", "mostly_true", "false")
+
+
+@dataclass
+class Claim:
+    index: int
+    statement: str
+    check: dict
+    margins: dict[str, float]
+    comment: str = ""
+
+
+@dataclass
+class ClaimsFile:
+    path: str
+    models: dict[str, str]
+    claims: list[Claim]
+    title: str = ""
+    suite: str | None = None
+    temperature: float | None = None
+
+
+@dataclass
+class Result:
+    statement: str
+    verdict: ClaimVerdict
+    evidence: str
+    margin: stats.Interval | None
+    parts: list[tuple[str, stats.Interval]] = field(default_factory=list)
+    comment: str = ""
+
+
+def _number(value, where) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GptlabError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def _str(value, where) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise GptlabError(f"{where} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _int(value, where, low=1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise GptlabError(f"{where} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
+def _measure(raw, where, models, with_model=True) -> dict:
+    if not isinstance(raw, dict):
+        raise GptlabError(f"{where} must be a table like {{ model = \"A\", metric = \"bpb\" }}, got {raw!r}")
+    metric = raw.get("metric")
+    if metric not in METRICS:
+        raise GptlabError(f"{where}.metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    allowed = METRICS[metric] | {"metric"} | ({"model"} if with_model else set())
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise GptlabError(f"{where} has unknown key '{unknown[0]}' for metric {metric} "
+                          f"(known: {', '.join(sorted(allowed))})")
+    out = {"metric": metric}
+    if with_model:
+        if "model" not in raw:
+            raise GptlabError(f"{where} needs model = one of the aliases in [models]")
+        out["model"] = _alias(raw["model"], f"{where}.model", models)
+    for key in ("domain", "group", "mode"):
+        if key in raw:
+            out[key] = _str(raw[key], f"{where}.{key}")
+    for key in ("k", "max_tokens"):
+        if key in raw:
+            out[key] = _int(raw[key], f"{where}.{key}")
+    if "probe" in raw:
+        probe = raw["probe"]
+        probes = [probe] if isinstance(probe, str) else probe
+        if not isinstance(probes, list) or not probes:
+            raise GptlabError(f"{where}.probe must be a probe name or a list of them, got {probe!r}")
+        out["probe"] = [_str(p, f"{where}.probe") for p in probes]
+    if "prompts" in raw and raw["prompts"] not in ("short", "long"):
+        raise GptlabError(f"{where}.prompts must be \"short\" or \"long\", got {raw['prompts']!r}")
+    out.update({k: raw[k] for k in ("prompts",) if k in raw})
+    if "of" in raw and raw["of"] not in ("failure_rate", "pass_at_k"):
+        raise GptlabError(f"{where}.of must be \"failure_rate\" or \"pass_at_k\", got {raw['of']!r}")
+    out["of"] = raw.get("of", "failure_rate") if metric == "prompt_length_effect" else None
+    chosen = [k for k in (("domain", "group") if metric == "bpb" else sorted(_SAMPLE_SELECT)) if k in raw]
+    if len(chosen) > 1:
+        raise GptlabError(f"{where}: give at most one of {' / '.join(chosen)}")
+    if "mode" in out and out["of"] == "pass_at_k":
+        raise GptlabError(f"{where}.mode is for failure rates, not pass@k")
+    if "k" in out and out["of"] == "failure_rate":
+        raise GptlabError(f"{where}.k is for pass@k, not failure rates")
+    if "mode" in out:
+        if out["mode"] not in (ANY, *MODES):
+            raise GptlabError(f"{where}.mode {out['mode']!r} is not a failure mode (modes: any, {', '.join(MODES)})")
+    return out
+
+
+def _alias(value, where, models) -> str:
+    if not isinstance(value, str) or value not in models:
+        known = ", ".join(models) or "none"
+        raise GptlabError(f"{where} {value!r} is not defined in [models] (defined: {known})")
+    return value
+
+
+def _claim(raw, index, models, where) -> Claim:
+    label = f"{where}: claim {index + 1}"
+    if not isinstance(raw, dict):
+        raise GptlabError(f"{label}: each [[claims]] entry must be a table")
+    statement = raw.get("statement")
+    if isinstance(statement, str) and statement.strip():
+        short = statement if len(statement) <= 60 else statement[:57] + "..."
+        label = f"{label} ('{short}')"
+    else:
+        raise GptlabError(f"{label}: missing 'statement' (a non-empty string)")
+    unknown = sorted(set(raw) - _CLAIM)
+    if unknown:
+        raise GptlabError(f"{label}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_CLAIM))})")
+    check = raw.get("check")
+    if not isinstance(check, dict):
+        raise GptlabError(f"{label}: missing check = {{ kind = ..., ... }}")
+    kind = check.get("kind")
+    if kind not in KINDS:
+        raise GptlabError(f"{label}: check.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    unknown = sorted(set(check) - KINDS[kind] - {"kind"})
+    if unknown:
+        raise GptlabError(f"{label}: check has unknown key '{unknown[0]}' for kind {kind} "
+                          f"(known: kind, {', '.join(sorted(KINDS[kind]))})")
+    missing = sorted(KINDS[kind] - set(check) - {"better"})
+    if missing:
+        raise GptlabError(f"{label}: check of kind {kind} needs '{missing[0]}'")
+    parsed = {"kind": kind}
+    try:
+        if kind == "order":
+            order = check["models"]
+            if not isinstance(order, list) or len(order) < 2:
+                raise GptlabError(f"check.models must list at least two aliases, best first, got {order!r}")
+            parsed["models"] = [_alias(m, "check.models", models) for m in order]
+            parsed["measure"] = _measure(check["measure"], "check.measure", models, with_model=False)
+            better = check.get("better")
+            if better is None:
+                metric = parsed["measure"]["metric"]
+                if metric not in LOWER_IS_BETTER:
+                    raise GptlabError(f"check.better (\"lower\" or \"higher\") is needed for {metric}")
+                better = "lower" if LOWER_IS_BETTER[metric] else "higher"
+            if better not in ("lower", "higher"):
+                raise GptlabError(f"check.better must be \"lower\" or \"higher\", got {better!r}")
+            parsed["better"] = better
+        else:
+            parsed["left"] = _measure(check["left"], "check.left", models)
+            if "right" in KINDS[kind]:
+                parsed["right"] = _measure(check["right"], "check.right", models)
+            else:
+                parsed["value"] = _number(check["value"], "check.value")
+        margins = raw.get("margins", {})
+        if not isinstance(margins, dict):
+            raise GptlabError("margins must be a table like { true = 0.05, mostly_true = 0.0, false = 0.0 }")
+        unknown = sorted(set(margins) - set(_MARGINS))
+        if unknown:
+            raise GptlabError(f"margins has unknown key '{unknown[0]}' (known: {', '.join(_MARGINS)})")
+        m = {k: _number(margins[k], f"margins.{k}") if k in margins else 0.0 for k in _MARGINS}
+        if not m["false"] <= m["mostly_true"] <= m["true"]:
+            raise GptlabError(f"margins must satisfy false <= mostly_true <= true, got false = {m['false']:g}, "
+                              f"mostly_true = {m['mostly_true']:g}, true = {m['true']:g}")
+    except GptlabError as e:
+        raise GptlabError(f"{label}: {e}") from None
+    comment = raw.get("comment", "")
+    if not isinstance(comment, str):
+        raise GptlabError(f"{label}: comment must be a string")
+    return Claim(index, statement, parsed, m, comment)
+
+
+def parse_claims(text: str, where: str) -> ClaimsFile:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise GptlabError(f"{where}: invalid TOML ({e})") from None
+    unknown = sorted(set(raw) - _TOP)
+    if unknown:
+        raise GptlabError(f"{where}: unknown top-level key '{unknown[0]}' (known: {', '.join(sorted(_TOP))})")
+    if raw.get("version") != SCHEMA_VERSION:
+        raise GptlabError(f"{where}: version must be {SCHEMA_VERSION} (the claims schema this gptlab reads), "
+                          f"got {raw.get('version')!r}")
+    models = raw.get("models")
+    if not isinstance(models, dict) or not models:
+        raise GptlabError(f"{where}: [models] must define at least one alias, e.g. A = \"runs/code_heavy\"")
+    for alias, target in models.items():
+        _str(target, f"{where}: [models] {alias}")
+    claims = raw.get("claims")
+    if not isinstance(claims, list) or not claims:
+        raise GptlabError(f"{where}: no [[claims]]: nothing to check")
+    suite = raw.get("suite")
+    temperature = raw.get("temperature")
+    return ClaimsFile(where, dict(models), [_claim(c, i, models, where) for i, c in enumerate(claims)],
+                      title=_str(raw["title"], f"{where}: title") if "title" in raw else "",
+                      suite=None if suite is None else _str(suite, f"{where}: suite"),
+                      temperature=None if temperature is None else _number(temperature, f"{where}: temperature"))
+
+
+def load_claims(path: str | Path) -> ClaimsFile:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GptlabError(f"{p}: no such claims file") from None
+    except UnicodeDecodeError:
+        raise GptlabError(f"{p}: not UTF-8 text") from None
+    except OSError as e:
+        raise GptlabError(f"{p}: cannot read ({e.strerror})") from None
+    return parse_claims(text, str(p))
+
+
+def aliases_of(check: dict) -> list[str]:
+    if check["kind"] == "order":
+        return list(check["models"])
+    return [check["left"]["model"]] + ([check["right"]["model"]] if "right" in check else [])

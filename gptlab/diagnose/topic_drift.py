@@ -1,0 +1,152 @@
+"""topic_drift: the later part of a prose completion is about something unrelated to the prompt.
+
+    gptlab diagnose samples.jsonl
+    python -m pytest tests/test_diagnose_drift.py
+    python bench/diagnose_calibrate.py          (DRIFT_SIMILARITY on human and other-document tails)
+
+The measure is semantic: cosine similarity, under the all-MiniLM-L6-v2 sentence encoder (minilm.py), of
+the prompt (its first PROMPT_WORDS words) and the completion's tail (its last LATE_WORDS words, at most
+its second half). Figures are removed from both first: a list of numbers says nothing about the topic,
+and number salad is number_fixation's business. Word-association chains ("photosynthesis -> photo ->
+photographs -> cameras") keep a few surface words but lose the topic, which the encoder measures and
+word overlap does not.
+
+The failure: `drift_similarity` < DRIFT_SIMILARITY. Only prose completions of >= MIN_WORDS words are
+judged: shorter ones have no "later part". A completion that moves on to another 10-K Item ("Item 4.
+Executive Officers") is judged on the text before that heading: the new section's subject is set by its
+heading, not by the prompt, and a wrong heading is hallucinated_section's business.
+When a sample drifts, the similarity of the completion's first LATE_WORDS words is reported too
+(`drift_start_similarity`), so the evidence shows the fall.
+
+`topic_drift_many` judges many samples in one batched pass of the encoder (what the pipeline calls);
+`similarities` gives the raw measure for calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gptlab.diagnose.hallucinated_section import first_heading
+from gptlab.diagnose.minilm import encoder, unavailable_reason
+from gptlab.diagnose.registry import detector
+from gptlab.diagnose.text import NUMBER_RE, WORD_RE, clip
+from gptlab.diagnose.types import Finding
+
+# ~ the 5th percentile of human continuations' similarity to their prompt (bench/diagnose_calibrate.py):
+# below it, a tail is less related to its prompt than 95% of human ones are.
+DRIFT_SIMILARITY = 0.20
+MIN_WORDS = 40
+LATE_WORDS = 64         # the tail; chosen with bench/diagnose_calibrate.py (separation per encoder second)
+PROMPT_WORDS = 80
+PROMPT_TOKENS = 128     # word pieces; PROMPT_WORDS of English is ~100
+LATE_TOKENS = 96        # LATE_WORDS of English is ~80
+
+
+@dataclass
+class DriftWindows:
+    prompt: str
+    late: str
+    early: str
+    late_offset: int
+
+
+def _topic_text(text: str) -> str:
+    return " ".join(NUMBER_RE.sub(" ", text).split())
+
+
+def _word_spans(text: str) -> list[tuple[int, int]]:
+    """Words that are not figures: windows are measured in words that carry a topic."""
+    return [(m.start(), m.end()) for m in WORD_RE.finditer(text) if not m.group()[0].isdigit()]
+
+
+def windows(prompt: str, completion: str) -> DriftWindows | str:
+    """The texts to compare, or the reason the sample is not judged."""
+    heading = first_heading(completion)
+    if heading is not None:
+        completion = completion[:heading.start()]
+    spans = _word_spans(completion)
+    if len(spans) < MIN_WORDS:
+        if heading is not None:
+            return (f"the completion moves on to another 10-K section after {len(spans)} words "
+                    f"({clip(heading.group().strip(), 40)!r}); drift is judged within the prompt's section, "
+                    f"from {MIN_WORDS} words")
+        return f"completion has {len(spans)} words; drift is judged from {MIN_WORDS}"
+    p_spans = [end for _, end in _word_spans(prompt)]
+    if len(p_spans) < 3:
+        return "prompt has fewer than 3 words"
+    n_late = min(LATE_WORDS, len(spans) // 2)
+    late_start = spans[-n_late][0]
+    return DriftWindows(prompt=prompt[:p_spans[min(PROMPT_WORDS, len(p_spans)) - 1]],
+                        late=completion[late_start:], early=completion[:spans[n_late - 1][1]],
+                        late_offset=late_start)
+
+
+class _Cosines:
+    """Embeds each distinct text once (prompts repeat across samples; at temperature 0 so do tails)."""
+
+    def __init__(self, model):
+        self.model, self.vectors = model, {}
+
+    def add(self, texts: list[str], max_tokens: int):
+        todo = sorted({_topic_text(t) for t in texts} - set(self.vectors))
+        if todo:
+            self.vectors.update(zip(todo, self.model.embed(todo, max_tokens=max_tokens)))
+
+    def __call__(self, a: str, b: str) -> float:
+        return float(self.vectors[_topic_text(a)] @ self.vectors[_topic_text(b)])
+
+
+def similarities(pairs: list[tuple[str, str]]) -> list[float | None]:
+    """drift_similarity for each (prompt, completion); None where drift is not judged or the encoder is
+    missing. (Calibration uses this; diagnosis uses topic_drift_many.)"""
+    model = encoder()
+    wins = [windows(p, c) for p, c in pairs]
+    if model is None:
+        return [None] * len(pairs)
+    cos = _Cosines(model)
+    judged = [w for w in wins if not isinstance(w, str)]
+    cos.add([w.prompt for w in judged], PROMPT_TOKENS)
+    cos.add([w.late for w in judged], LATE_TOKENS)
+    return [None if isinstance(w, str) else cos(w.prompt, w.late) for w in wins]
+
+
+def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows) -> Finding:
+    metrics = {"drift_similarity": round(similarity, 3)}
+    if similarity >= DRIFT_SIMILARITY:
+        return Finding(False, metrics)
+    evidence = {"similarity": round(similarity, 3), "late_span": clip(w.late, 200), "offset": w.late_offset}
+    if start_similarity is not None:
+        metrics["drift_start_similarity"] = evidence["start_similarity"] = round(start_similarity, 3)
+    return Finding(True, metrics, evidence)
+
+
+def topic_drift_many(pairs: list[tuple[str, str]]) -> list[Finding | str]:
+    """For each (prompt, completion): a Finding, or a string saying why drift was not judged.
+
+    One batched pass over every distinct prompt and tail; the starts are embedded afterwards, only for
+    the samples that drift (evidence, not a decision)."""
+    wins = [windows(p, c) for p, c in pairs]
+    judged = [i for i, w in enumerate(wins) if not isinstance(w, str)]
+    if not judged:
+        return list(wins)
+    model = encoder()
+    if model is None:
+        reason = f"unavailable: {unavailable_reason()}"
+        return [w if isinstance(w, str) else reason for w in wins]
+    cos = _Cosines(model)
+    cos.add([wins[i].prompt for i in judged], PROMPT_TOKENS)
+    cos.add([wins[i].late for i in judged], LATE_TOKENS)
+    sims = {i: cos(wins[i].prompt, wins[i].late) for i in judged}
+    drifting = {i for i in judged if sims[i] < DRIFT_SIMILARITY}
+    cos.add([wins[i].early for i in sorted(drifting)], LATE_TOKENS)
+    out = list(wins)
+    for i in judged:
+        start = cos(wins[i].prompt, wins[i].early) if i in drifting else None
+        out[i] = finding_from_similarity(sims[i], start, wins[i])
+    return out
+
+
+@detector("topic_drift", scope="prose")
+def topic_drift(prompt: str, completion: str) -> Finding | str:
+    """One sample (loads the encoder on first use); see topic_drift_many for many."""
+    return topic_drift_many([(prompt, completion)])[0]

@@ -1,0 +1,5 @@
+"""Statistics read by compare, check and the report: bootstrap intervals and rankings (bootstrap.py), the
+convergence fit of a training curve (trend.py). Pure numpy; nothing here touches the store or a model.
+
+    python -m pytest tests/test_stats.py tests/test_trend.py
+"""
