@@ -135,7 +135,7 @@ def _pair(left: Quantity, right: Quantity, resamples, seed, kind) -> tuple[stats
                                                                       (f"{right.what} {right.model}", ri)]
 
 
-def judge(claim: Claim, meas: Measurements, labels: dict[str, str], *, resamples: int, seed: int) -> Result:
+def judge_claim(claim: Claim, meas: Measurements, labels: dict[str, str], *, resamples: int, seed: int) -> Result:
     c = claim.check
     kind = c["kind"]
     if kind in ("less", "greater"):
@@ -190,7 +190,7 @@ def check(cf: ClaimsFile, store, *, resamples: int = stats.RESAMPLES, seed: int 
     out = []
     for c in cf.claims:
         try:
-            out.append(judge(c, meas, labels, resamples=resamples, seed=seed))
+            out.append(judge_claim(c, meas, labels, resamples=resamples, seed=seed))
         except GptlabError as e:
             short = c.statement if len(c.statement) <= 60 else c.statement[:57] + "..."
             raise GptlabError(f"{cf.path}: claim {c.index + 1} ('{short}'): {e}") from None

@@ -21,7 +21,7 @@ from gptlab.stats import bootstrap as stats
 
 
 @dataclass
-class Row:
+class RankedQuantity:
     """One quantity (a domain's bpb, a mode's rate ...) for every model, with the ranking."""
     name: str
     cells: dict[str, stats.Interval | None]
@@ -58,10 +58,10 @@ class LengthEffect:
 @dataclass
 class Comparison:
     models: list[ModelRef]
-    bpb: list[Row]
-    failures: list[Row]             # any failure, per probe domain and overall
-    modes: list[Row]                # each failure mode seen, all probes
-    pass_at: list[Row]              # per probe with tests, pass@1 and pass@k
+    bpb: list[RankedQuantity]
+    failures: list[RankedQuantity]             # any failure, per probe domain and overall
+    modes: list[RankedQuantity]                # each failure mode seen, all probes
+    pass_at: list[RankedQuantity]              # per probe with tests, pass@1 and pass@k
     length: list[LengthEffect]
     twins: list[tuple[str, str]]    # (short, long) probe pairs behind `length`
     temperature: float | None
@@ -71,12 +71,12 @@ class Comparison:
     resamples: int
 
 
-def _row(name, units: dict, lower_is_better, resamples, seed, what="") -> Row:
+def _row(name, units: dict, lower_is_better, resamples, seed, what="") -> RankedQuantity:
     units = {k: u for k, u in units.items() if u is not None and u.n}
     ranking, diffs = stats.rank(units, lower_is_better=lower_is_better, resamples=resamples, seed=seed)
     cells = {r.label: r.estimate for r in ranking}
     paired = len(units) > 1 and all(stats.paired(a, b) for a in units.values() for b in units.values())
-    return Row(name, cells, lower_is_better, ranking, diffs, paired, what)
+    return RankedQuantity(name, cells, lower_is_better, ranking, diffs, paired, what)
 
 
 def _try(fn, *a, **kw):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from gptlab.compare.select import Subject, detector_version
-from gptlab.report.diagnosis import Diagnosis, diagnose
+from gptlab.report.failure_summary import FailureSummary, summarise_failures
 from gptlab.stats.trend import Trend, trend
 
 
@@ -48,8 +48,8 @@ class Context:
     domain_trends: dict[str, Trend] = field(default_factory=dict)
 
     @cached_property
-    def diagnosis(self) -> Diagnosis:
-        return diagnose(self.samples)
+    def diagnosis(self) -> FailureSummary:
+        return summarise_failures(self.samples)
 
     @property
     def models(self) -> list[dict]:

@@ -4,7 +4,7 @@
     python -m pytest tests/test_report.py
 
 All rates are shares of the diagnosed checkpoint's samples at the report's temperature (see
-gptlab/report/diagnosis.py); the verdicts and pass@k are the diagnosis rollup's, shown as they are.
+gptlab/report/failure_summary.py); the verdicts and pass@k are the diagnosis rollup's, shown as they are.
 """
 
 from __future__ import annotations

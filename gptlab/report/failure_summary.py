@@ -25,7 +25,7 @@ PREFERRED_TEMPERATURE = 0.8
 
 
 @dataclass
-class Diagnosis:
+class FailureSummary:
     available: bool
     missing: str = ""
     step: int | None = None
@@ -113,14 +113,14 @@ def _row(r: dict, **group) -> dict:
     return row
 
 
-def diagnose(samples: list[dict]) -> Diagnosis:
+def summarise_failures(samples: list[dict]) -> FailureSummary:
     if not samples:
-        return Diagnosis(False, "no probe samples for these checkpoints: `gptlab eval` samples the probe suite")
+        return FailureSummary(False, "no probe samples for these checkpoints: `gptlab eval` samples the probe suite")
     rows = [dict(r, failures=_loads(r["failures_json"], []), evidence=_loads(r["evidence_json"], {}),
                  passed=None if r["passed"] is None else bool(r["passed"]))
             for r in samples if r["failures_json"] is not None]
     if not rows:
-        return Diagnosis(False, f"{len(samples)} samples are stored but none has findings from the installed "
+        return FailureSummary(False, f"{len(samples)} samples are stored but none has findings from the installed "
                                 f"detectors: run `gptlab eval` again (it diagnoses stored samples)")
     temps = {r["temperature"] for r in rows}
     temperature = PREFERRED_TEMPERATURE if PREFERRED_TEMPERATURE in temps else \
@@ -134,7 +134,7 @@ def diagnose(samples: list[dict]) -> Diagnosis:
     lengths = rollup([_row(r, domain=str(r["max_tokens"])) for r in now]).domains
     latest = [r for r in rows if r["step"] == step]
     temps_roll = rollup([_row(r, domain=repr(r["temperature"])) for r in latest]).domains
-    return Diagnosis(
+    return FailureSummary(
         True, step=step, temperature=temperature, modes=list(MODES), rollup=by_step[step], by_step=by_step,
         by_length={int(k): {"n": v["n"], "rates": v["rates"]} for k, v in lengths.items()},
         repetition_by_temperature={float(k): (v["rates"].get("repetition_loop", 0.0), v["n"])
