@@ -112,7 +112,7 @@ def _report(args):
         raise GptlabError(f"{args.db}: no results store here; evaluate first: gptlab eval PATH --db {args.db}")
     first = Path(args.paths[0])
     out = args.out or (first / "report" if len(args.paths) == 1 and first.is_dir() else Path("report"))
-    store = Store(args.db)
+    store = Store(args.db, readonly=True)
     try:
         paths = write_report(store, args.paths, out, claims=args.claims)
     finally:
@@ -292,7 +292,7 @@ def _check(args):
     if not Path(args.db).is_file():
         raise GptlabError(f"{args.db}: no results store here; evaluate the models first: gptlab eval PATH --db "
                           f"{args.db}")
-    store = Store(args.db)
+    store = Store(args.db, readonly=True)
     try:
         results = check(claims, store, resamples=args.resamples)
     finally:
@@ -305,7 +305,8 @@ def _check(args):
 def _diagnose_args(p):
     p.add_argument("file", help="JSONL, one sample per line: {id, domain, prompt, completion, language?, "
                                 "code_prefix?, tests?, requires?, schema?, entry_point?, probe?} "
-                                "(modes and thresholds: docs/failure_modes.md)")
+                                "(modes and thresholds: docs/failure_modes.md). Lines that are not samples are "
+                                "skipped with a warning (lines over 8 MiB unread); exit status 2 if none is one")
     p.add_argument("--json", action="store_true",
                    help="one JSON line per input line {id, failures, metrics, evidence, passed} instead of the table")
     p.add_argument("--no-exec", action="store_true", help="do not run tests (test_failure is then not checked)")
@@ -320,13 +321,9 @@ def _diagnose(args):
     if args.workers is not None and args.workers < 1:
         raise GptlabError(f"--workers {args.workers}: must be >= 1")
     rows, results = diagnose_file(args.file, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
-                                  workers=args.workers)
-    for row in [r for r in rows if r.error][:10]:
-        print(f"gptlab: warning: {args.file}: {row.error.message}", file=sys.stderr)
-    if rows:
-        print(render_json_lines(results) if args.json else render_report(rows, results))
-    else:
-        print(f"gptlab: warning: {args.file}: no samples (empty file)", file=sys.stderr)
+                                  workers=args.workers,
+                                  warn=lambda m: print(f"gptlab: warning: {args.file}: {m}", file=sys.stderr))
+    print(render_json_lines(results) if args.json else render_report(rows, results))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,7 +349,7 @@ def main(argv=None) -> int:
         status = COMMANDS[args.command][2](args)
         return int(status or 0)
     except GptlabError as e:
-        print(f"gptlab: error: {e}", file=sys.stderr)
+        print("gptlab: error: " + " ".join(str(e).splitlines()), file=sys.stderr)   # one line, always
         return 2
     except KeyboardInterrupt:
         print("gptlab: interrupted", file=sys.stderr)

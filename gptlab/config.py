@@ -1,17 +1,21 @@
 """Typed configuration: dataclasses with defaults, loaded from TOML, with named presets and --set overrides.
 
     gptlab train demo --set train.steps=20        # a preset name, or a path to a TOML file
-    python -m pytest tests/test_train.py -k "config or preset"
+    python -m pytest tests/test_config.py tests/test_fuzz_config.py
 
-A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train]. Unknown keys
-are errors that name the key and the file. Paths in a config are relative to the config file; a path starting
-with `gptlab:` refers to a file shipped inside the package (e.g. `gptlab:corpus/web_en.val.jsonl`).
+A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train]. Every field's
+type and range is checked here, in one table (`RULES`), plus what no single field can say (`validate`): a bad
+value is a one-line GptlabError naming the file and the key (`train.log_every must be at least 1, got 0`), and
+unknown keys are errors too. Paths in a config are relative to the config file; a path starting with `gptlab:`
+refers to a file shipped inside the package (e.g. `gptlab:corpus/web_en.val.jsonl`); a glob
+(`data/py/*.parquet`) becomes its matching files, sorted, and one that matches nothing is an error.
 Presets are TOML files in gptlab/presets/ (`demo`, `d12`, ...): `gptlab train d12` finds them by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -103,134 +107,279 @@ class Config:
         return d
 
 
-def _build(cls, raw: dict, where: str):
-    """Construct dataclass `cls` from a dict, refusing unknown keys and wrong types by name."""
+@dataclass(frozen=True)
+class Rule:
+    """What one field accepts beyond its type: an inclusive range [lo, hi], an exclusive bound (above, below),
+    a set of choices, or for text what it names ("name": a run or domain name, "path": a file)."""
+    lo: float | None = None
+    hi: float | None = None
+    above: float | None = None
+    below: float | None = None
+    choices: tuple = ()
+    text: str = ""
+    even: bool = False
+
+
+# Every field of every table, in one place: (table, key) -> Rule. tests/test_config.py checks none is missing.
+RULES: dict[tuple[str, str], Rule] = {
+    ("", "name"): Rule(text="name"),
+    ("model", "depth"): Rule(lo=1, hi=1024),
+    ("model", "n_embd"): Rule(lo=0, hi=1 << 16),
+    ("model", "head_dim"): Rule(lo=2, hi=1 << 16, even=True),       # rotary embeddings turn pairs of dims
+    ("model", "n_kv_head"): Rule(lo=0, hi=1 << 16),
+    ("model", "vocab_size"): Rule(lo=2, hi=2**32 - 1),              # token ids are stored as uint32 at most
+    ("model", "sequence_len"): Rule(lo=1, hi=1 << 24),
+    ("model", "softcap"): Rule(above=0),                            # logits = softcap * tanh(logits / softcap)
+    ("model", "rope_base"): Rule(above=0),
+    ("tokenizer", "path"): Rule(text="path"),
+    ("tokenizer", "train_chars"): Rule(lo=1),
+    ("domain", "name"): Rule(text="name"),
+    ("domain", "train"): Rule(text="path"),
+    ("domain", "val"): Rule(text="path"),
+    ("domain", "weight"): Rule(lo=0),
+    ("domain", "group"): Rule(),
+    ("train", "steps"): Rule(lo=1),
+    ("train", "total_batch_tokens"): Rule(lo=1),
+    ("train", "device_batch_size"): Rule(lo=1),
+    ("train", "warmup_steps"): Rule(lo=0),
+    ("train", "warmdown_frac"): Rule(lo=0, hi=1),
+    ("train", "final_lr_frac"): Rule(lo=0, hi=1),
+    ("train", "matrix_lr"): Rule(lo=0),
+    ("train", "embedding_lr"): Rule(lo=0),
+    ("train", "unembedding_lr"): Rule(lo=0),
+    ("train", "weight_decay"): Rule(lo=0),
+    ("train", "adam_betas"): Rule(lo=0, below=1),
+    ("train", "grad_clip"): Rule(lo=0),
+    ("train", "eval_every"): Rule(lo=1),
+    ("train", "eval_tokens"): Rule(lo=0),
+    ("train", "save_every"): Rule(lo=1),
+    ("train", "log_every"): Rule(lo=1),
+    ("train", "seed"): Rule(lo=0),
+    ("train", "dtype"): Rule(choices=("auto", "float32", "bfloat16")),
+    ("train", "compile"): Rule(),
+    ("train", "threads"): Rule(lo=0, hi=1024),                      # 0: torch's default
+}
+TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _show(value) -> str:
+    """A value for a one-line message: its repr (newlines escaped), cut to 60 characters."""
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _build(cls, raw, path: str, table: str = "", label: str = "", where: str = ""):
+    """Construct dataclass `cls` from a dict, refusing unknown keys, wrong types and out-of-range values by
+    name: `table` picks the RULES, `label` prefixes a key in messages ("train."), `where` names the table."""
+    where = where or path
     if not isinstance(raw, dict):
         raise GptlabError(f"{where}: expected a table, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise GptlabError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(fields))})")
+        raise GptlabError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in raw.items():
-        f = fields[name]
-        sub = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig,
-               "train": TrainConfig}.get(name) if cls is Config else None
-        if sub is not None:
-            kwargs[name] = _build(sub, value, f"{where} [{name}]")
-        elif cls is DataConfig and name == "domains":
+        if cls is Config and name in TABLES:
+            kwargs[name] = _build(TABLES[name], value, path, name, f"{name}.", f"{path} [{name}]")
+        elif cls is DataConfig:
             if not isinstance(value, list):
                 raise GptlabError(f"{where}: 'domains' must be a list of [[data.domains]] tables")
-            kwargs[name] = [_build(DomainConfig, v, f"{where} domain #{i + 1}") for i, v in enumerate(value)]
+            kwargs[name] = [_build_domain(v, path, i) for i, v in enumerate(value)]
         else:
-            kwargs[name] = _coerce(value, f.type, f"{where}: '{name}'")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise GptlabError(f"{where}: {e}") from None
+            try:
+                kwargs[name] = _check(value, str(fields[name].type), RULES[table, name], f"{label}{name}")
+            except _FieldError as e:
+                raise GptlabError(f"{path}: {e}") from None
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise GptlabError(f"{where}: missing key {missing[0]!r}")
+    return cls(**kwargs)
 
 
-def _coerce(value, type_name, where):
-    t = str(type_name)
-    if t == "int" and isinstance(value, bool) or t == "bool" and not isinstance(value, bool):
-        raise GptlabError(f"{where} must be {t}, got {value!r}")
-    if t == "int":
+def _build_domain(raw, path: str, i: int) -> DomainConfig:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    label = f"domain {name!r}: " if isinstance(name, str) and name and name.isprintable() else f"domain #{i + 1}: "
+    return _build(DomainConfig, raw, path, "domain", label, f"{path} [[data.domains]] #{i + 1}")
+
+
+class _FieldError(GptlabError):
+    """A bad value, before the file name is put in front of it."""
+
+
+def _check(value, type_name: str, rule: Rule, key: str):
+    """`value` as the field's type (int, float, str, bool, list[str], tuple[float, float]) within `rule`."""
+    if type_name == "list[str]":
+        if not isinstance(value, list):
+            raise _FieldError(f"{key} must be a list of strings, got {_show(value)}")
+        return [_check(v, "str", rule, f"{key}[{i}]") for i, v in enumerate(value)]
+    if type_name.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise _FieldError(f"{key} must be a list of two numbers, got {_show(value)}")
+        return tuple(_check(v, "float", rule, f"{key}[{i}]") for i, v in enumerate(value))
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise _FieldError(f"{key} must be true or false, got {_show(value)}")
+        return value
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise _FieldError(f"{key} must be a string, got {_show(value)}")
+        return _check_text(value, rule, key)
+    if type_name == "int":
+        if isinstance(value, bool):
+            raise _FieldError(f"{key} must be int, got {_show(value)}")
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
-            raise GptlabError(f"{where} must be an integer, got {value!r}")
-    elif t == "float":
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise GptlabError(f"{where} must be a number, got {value!r}")
+            raise _FieldError(f"{key} must be an integer, got {_show(value)}")
+    elif type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _FieldError(f"{key} must be a number, got {_show(value)}")
         value = float(value)
-    elif t == "str" and not isinstance(value, str):
-        raise GptlabError(f"{where} must be a string, got {value!r}")
-    elif t.startswith("list") and not isinstance(value, list):
-        raise GptlabError(f"{where} must be a list, got {value!r}")
-    elif t.startswith("tuple"):
-        value = tuple(value)
+        if not math.isfinite(value):
+            raise _FieldError(f"{key} must be a finite number, got {_show(value)}")
+    return _check_range(value, rule, key)
+
+
+def _check_range(value, rule: Rule, key: str):
+    if rule.lo is not None and value < rule.lo:
+        raise _FieldError(f"{key} must be at least {rule.lo}, got {_show(value)}")
+    if rule.hi is not None and value > rule.hi:
+        raise _FieldError(f"{key} must be at most {rule.hi}, got {_show(value)}")
+    if rule.above is not None and not value > rule.above:
+        raise _FieldError(f"{key} must be above {rule.above}, got {_show(value)}")
+    if rule.below is not None and not value < rule.below:
+        raise _FieldError(f"{key} must be below {rule.below}, got {_show(value)}")
+    if rule.even and value % 2:
+        raise _FieldError(f"{key} must be even, got {_show(value)}")
+    return value
+
+
+def _check_text(value: str, rule: Rule, key: str) -> str:
+    if rule.choices and value not in rule.choices:
+        raise _FieldError(f"{key} must be {', '.join(rule.choices[:-1])} or {rule.choices[-1]}, got {_show(value)}")
+    if rule.text and "\0" in value:
+        raise _FieldError(f"{key} must not contain a NUL character, got {_show(value)}")
+    if rule.text == "name":
+        if not value:
+            raise _FieldError(f"{key} must not be empty")
+        if value in (".", "..") or any(c in value for c in "/\\") or not value.isprintable():
+            raise _FieldError(f"{key} must not contain '/', '\\' or control characters, nor be '.' or '..', "
+                              f"got {_show(value)}")
+    if rule.text == "path" and key.startswith("domain") and not value:
+        raise _FieldError(f"{key} must not be empty (a corpus file or glob)")
     return value
 
 
 def resolve_config_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
-    if p.is_file():
-        return p
-    preset = PRESETS_DIR / f"{name_or_path}.toml"
-    if preset.is_file():
-        return preset
+    try:
+        if p.is_file():
+            return p
+        preset = PRESETS_DIR / f"{name_or_path}.toml"
+        if preset.is_file():
+            return preset
+    except (OSError, ValueError):        # a name too long for the file system, a NUL byte
+        pass
     names = ", ".join(sorted(q.stem for q in PRESETS_DIR.glob("*.toml")))
-    raise GptlabError(f"{name_or_path}: no such config file or preset (presets: {names})")
+    raise GptlabError(f"{_show(str(name_or_path))}: no such config file or preset (presets: {names})")
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> Config:
+    """The config of a TOML file or preset with `--set` overrides applied: every value checked (RULES and
+    `validate`), data paths resolved against the config's folder and globs expanded."""
     path = resolve_config_path(str(name_or_path))
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise GptlabError(f"{path}: invalid TOML ({e})") from None
+        raise GptlabError(f"{path}: invalid TOML ({_one_line(str(e))})") from None
     except UnicodeDecodeError:
         raise GptlabError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise GptlabError(f"{path}: invalid TOML (nested too deeply)") from None
+    except OSError as e:
+        raise GptlabError(f"{path}: cannot read the config ({e.strerror})") from None
     for item in overrides:
         apply_override(raw, item)
     raw.setdefault("name", path.stem)
     cfg = _build(Config, raw, str(path))
     cfg.source = str(path)
     for d in cfg.data.domains:
-        d.train = [resolve_data_path(p, path) for p in d.train]
-        d.val = [resolve_data_path(p, path) for p in d.val]
+        d.train = expand_data_paths(d.train, path, f"{path}: domain {d.name!r}: train")
+        d.val = expand_data_paths(d.val, path, f"{path}: domain {d.name!r}: val")
     validate(cfg, str(path))
     return cfg
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def apply_override(raw: dict, item: str) -> None:
     """`train.steps=200` -> raw['train']['steps'] = 200 (the value is parsed as TOML, else a string)."""
     if "=" not in item:
-        raise GptlabError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=200")
+        raise GptlabError(f"--set {_show(item)}: expected KEY=VALUE, e.g. train.steps=200")
     key, text = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = text
     *parents, last = key.strip().split(".")
     node = raw
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise GptlabError(f"--set {item!r}: '{part}' is not a table")
+            raise GptlabError(f"--set {_show(item)}: {part!r} is not a table")
     node[last] = value
 
 
-def resolve_data_path(p: str, config_path: Path) -> str:
-    if p.startswith("gptlab:"):
-        return str(PACKAGE_DIR / p.removeprefix("gptlab:"))
-    q = Path(p).expanduser()
-    return str(q if q.is_absolute() else (config_path.parent / q).resolve())
+def expand_data_paths(patterns: list[str], config_path: Path, where: str) -> list[str]:
+    """Data paths as absolute file names: relative to the config file's folder, `gptlab:` inside the package,
+    `~` expanded; a glob (`data/py/*.parquet`, `**` too) becomes its matching files, sorted, and a glob that
+    matches nothing is an error naming it."""
+    out = []
+    for p in patterns:
+        try:
+            if p.startswith("gptlab:"):
+                full = PACKAGE_DIR / p.removeprefix("gptlab:")
+            else:
+                q = Path(p).expanduser()
+                full = q if q.is_absolute() else (config_path.parent / q).resolve()
+            if not any(c in p for c in "*?[") or full.is_file():
+                out.append(str(full))
+                continue
+            found = sorted(f for f in glob.glob(str(full), recursive=True) if Path(f).is_file())
+        except (OSError, RuntimeError, ValueError) as e:      # ~unknown_user, a symlink loop
+            raise GptlabError(f"{where} path {_show(p)}: {_one_line(str(e))}") from None
+        if not found:
+            raise GptlabError(f"{where} pattern {_show(p)} matches no file (in {full.parent})")
+        out.extend(found)
+    return out
 
 
 def validate(cfg: Config, where: str) -> None:
+    """What no single field can say: sizes that must divide, the data mixture as a whole."""
     m, t = cfg.model, cfg.train
-    if m.depth < 1 or m.width % m.head_dim:
+    if m.width % m.head_dim:
         raise GptlabError(f"{where}: model width {m.width} must be a positive multiple of head_dim {m.head_dim}")
     if m.n_kv_head and m.n_head % m.n_kv_head:
         raise GptlabError(f"{where}: n_head {m.n_head} is not a multiple of n_kv_head {m.n_kv_head}")
+    if not cfg.tokenizer.path and m.vocab_size < 258:
+        raise GptlabError(f"{where}: model.vocab_size must be at least 258 to train a byte-level BPE "
+                          f"(tokenizer.path is empty), got {m.vocab_size}")
     per_step = t.device_batch_size * m.sequence_len
     if t.total_batch_tokens % per_step:
         raise GptlabError(f"{where}: train.total_batch_tokens {t.total_batch_tokens} must be a multiple of "
                           f"device_batch_size x sequence_len = {per_step}")
-    for name, v in (("steps", t.steps), ("eval_every", t.eval_every), ("save_every", t.save_every)):
-        if v <= 0:
-            raise GptlabError(f"{where}: train.{name} must be positive, got {v}")
     if not cfg.data.domains:
         raise GptlabError(f"{where}: no [[data.domains]]: nothing to train on")
     seen = set()
     for d in cfg.data.domains:
         if d.name in seen:
-            raise GptlabError(f"{where}: domain '{d.name}' is listed twice")
+            raise GptlabError(f"{where}: domain {d.name!r} is listed twice")
         seen.add(d.name)
         if not d.train and d.weight > 0:
-            raise GptlabError(f"{where}: domain '{d.name}' has no train sources")
-        if d.weight < 0:
-            raise GptlabError(f"{where}: domain '{d.name}' has a negative weight")
-    if t.dtype not in ("auto", "float32", "bfloat16"):
-        raise GptlabError(f"{where}: train.dtype must be auto, float32 or bfloat16, got {t.dtype!r}")
+            raise GptlabError(f"{where}: domain {d.name!r} has no train sources")
+    if not any(d.weight > 0 and d.train for d in cfg.data.domains):
+        raise GptlabError(f"{where}: every domain's weight is 0: nothing to draw training batches from")

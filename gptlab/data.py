@@ -1,11 +1,14 @@
 """Domain-tagged corpora: read documents (txt, jsonl, parquet), tokenize once, and serve packed batches.
 
     gptlab train demo          (tokenizes the demo corpus into RUN_DIR/tokens/, then samples batches)
-    python -m pytest tests/test_data.py
+    python -m pytest tests/test_data.py tests/test_faults_train.py
 
 Sources: `.txt` is one document; `.jsonl` is one document per line in its `text` field; `.parquet` is one
 document per row of its `text` column (FineWeb-style shards). Each domain's documents are tokenized into one
-stream, `<|bos|>` before every document, cached as RUN_DIR/tokens/<domain>.<split>.npy.
+stream, `<|bos|>` before every document, cached as RUN_DIR/tokens/<domain>.<split>.<sources>-<tokenizer>.npy: the
+name records what made the cache (content hash of the source files, the tokenizer's identity), so a change of
+either makes a new one; it is written whole or not at all (temporary file, fsync, rename), and one that does not
+read back whole is rebuilt. `write_error` is the one-line message of a failed write (ENOSPC named).
 
 Batches are a pure function of (seed, step): the global batch of step s is drawn by an RNG seeded with
 (seed, s) — for each row a domain by mixture weight, then a random window of sequence_len + 1 tokens of that
@@ -15,8 +18,11 @@ processes at the same total batch, sees exactly the same data, and the loader's 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -37,16 +43,24 @@ def iter_documents(path: str | Path) -> Iterator[str]:
         return
     if suffix not in (".txt", ".jsonl", ".md", ".text"):
         raise GptlabError(f"{path}: unknown corpus format '{suffix}' (use .txt, .jsonl or .parquet)")
-    if suffix != ".jsonl":
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise GptlabError(f"{path}: not UTF-8 text at line {line}, byte {e.start}") from None
-        if text.strip():
-            yield text
-        return
+    try:
+        yield from _text_documents(path) if suffix != ".jsonl" else _jsonl_documents(path)
+    except OSError as e:
+        raise GptlabError(f"{path}: cannot read the corpus file ({e.strerror})") from None
+
+
+def _text_documents(path: Path) -> Iterator[str]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise GptlabError(f"{path}: not UTF-8 text at line {line}, byte {e.start}") from None
+    if text.strip():
+        yield text
+
+
+def _jsonl_documents(path: Path) -> Iterator[str]:
     with open(path, "rb") as f:            # line by line: memory stays flat however large the file
         for n, raw in enumerate(f, 1):
             if not raw.strip():
@@ -57,6 +71,8 @@ def iter_documents(path: str | Path) -> Iterator[str]:
                 raise GptlabError(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line)") from None
             except json.JSONDecodeError as e:
                 raise GptlabError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise GptlabError(f"{path}:{n}: not valid JSON (nested too deeply)") from None
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise GptlabError(f'{path}:{n}: no "text" string in this line')
             if obj["text"]:
@@ -78,14 +94,73 @@ def _parquet_documents(path: Path) -> Iterator[str]:
 
 
 def source_hash(paths: list[str]) -> str:
-    """Content hash of a list of source files: the data identity stored with checkpoints and results."""
+    """Content hash of a list of source files: the data identity stored with checkpoints and results.
+    Remembered per (file, size, mtime) within a process: a run hashes its sources once, not per artefact."""
+    try:
+        stamp = tuple((str(p), st.st_size, st.st_mtime_ns, st.st_ino) for p in paths for st in [os.stat(p)])
+    except OSError:
+        stamp = None
+    if stamp is not None and stamp in _HASHES:
+        return _HASHES[stamp]
     h = hashlib.sha256()
     for p in paths:
         h.update(Path(p).name.encode())
-        with open(p, "rb") as f:
-            while b := f.read(1 << 22):
-                h.update(b)
+        try:
+            with open(p, "rb") as f:
+                while b := f.read(1 << 22):
+                    h.update(b)
+        except FileNotFoundError:
+            raise GptlabError(f"{p}: corpus file not found") from None
+        except OSError as e:
+            raise GptlabError(f"{p}: cannot read the corpus file ({e.strerror})") from None
+    if stamp is not None:
+        _HASHES[stamp] = h.hexdigest()[:16]
     return h.hexdigest()[:16]
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def write_error(path: str | Path, e: Exception) -> GptlabError:
+    """A failed write as one line naming the file and the cause: `RUN/x: no space left on device (ENOSPC)`.
+    Works for OSError and for the libraries that wrap it in their own messages ('... (os error 28)')."""
+    code = getattr(e, "errno", None)
+    if not isinstance(code, int):
+        m = re.search(r"os error (\d+)", str(e))
+        code = int(m.group(1)) if m else None
+    if isinstance(code, int) and code in errno.errorcode:
+        cause = f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
+    else:
+        cause = " ".join(str(e).split())[:160] or type(e).__name__
+    return GptlabError(f"{path}: cannot write it: {cause}")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """A text file through a temporary file, synced and renamed: `path` is whole (old or new), never torn."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
+
+
+def save_array(path: Path, arr: np.ndarray) -> None:
+    """np.save through a temporary file, synced and renamed: `path` is whole or absent, never torn."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
 
 
 def iter_training_text(data_cfg, max_chars: int) -> Iterator[str]:
@@ -130,9 +205,15 @@ class DomainData:
     train_hash: str | None = None   # source_hash of the train files: the data identity of checkpoints
 
 
-def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True) -> list[DomainData]:
-    """Tokenize every domain once (cached by source and tokenizer hash) and load the streams."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True, warn=None) -> list[DomainData]:
+    """Tokenize every domain once and load the streams. A cache file's name records what made it (the content
+    hash of its sources and the tokenizer's identity): a changed source or tokenizer is a new file; a cache that
+    does not read back whole (truncated, not ids of this vocabulary) is rebuilt, said through `warn`."""
+    if is_writer:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(cache_dir, e) from None
     out = []
     for d in data_cfg.domains:
         streams, hashes = {}, {}
@@ -141,19 +222,38 @@ def prepare_domains(data_cfg, tokenizer, cache_dir: Path, is_writer: bool = True
                 streams[split] = hashes[split] = None
                 continue
             hashes[split] = source_hash(paths)
-            key = f"{hashes[split]}-{tokenizer.identity()}"
-            f = cache_dir / f"{d.name}.{split}.{key}.npy"
-            if not f.exists():
+            f = cache_dir / f"{d.name}.{split}.{hashes[split]}-{tokenizer.identity()}.npy"
+            arr = _read_cache(f, tokenizer.vocab_size, warn) if f.exists() else None
+            if arr is None:
                 arr = tokenize_stream(paths, tokenizer, f"domain '{d.name}' ({split})")
                 if is_writer:
-                    tmp = f.with_suffix(".tmp.npy")
-                    np.save(tmp, arr)
-                    tmp.replace(f)
-                streams[split] = arr
-            else:
-                streams[split] = np.load(f)
+                    save_array(f, arr)
+                    _remove_stale(cache_dir, d.name, split, keep=f)
+            streams[split] = arr
         out.append(DomainData(d.name, d.weight, streams["train"], streams["val"], hashes["train"]))
     return out
+
+
+def _read_cache(f: Path, vocab_size: int, warn) -> np.ndarray | None:
+    try:
+        arr = np.load(f)
+        whole = arr.ndim == 1 and arr.dtype.kind == "u" and arr.size > 0 and int(arr.max()) < vocab_size
+        why = "" if whole else "not token ids of this vocabulary"
+    except (OSError, ValueError, EOFError) as e:
+        arr, why = None, " ".join(str(e).split())[:80] or type(e).__name__
+    if why:
+        if warn:
+            warn(f"{f}: damaged token cache ({why}); rebuilding it")
+        return None
+    return arr
+
+
+def _remove_stale(cache_dir: Path, name: str, split: str, keep: Path) -> None:
+    """Caches of this domain and split made from other sources or another tokenizer (and leftover temporaries)."""
+    pattern = re.compile(re.escape(f"{name}.{split}.") + r"[0-9a-f]{16}-[0-9a-f]{16}\.npy(\.tmp)?")
+    for f in cache_dir.iterdir():
+        if f != keep and pattern.fullmatch(f.name):
+            f.unlink(missing_ok=True)
 
 
 class BatchSampler:

@@ -7,11 +7,28 @@ results. bpb rows are keyed by (weights, domain, data hash, protocol version); s
 sampling parameters, seed, sample index, max_tokens); findings by (sample, detector version). Each unit of work
 is written in one transaction (WAL journal), so a process killed at any moment leaves either the whole unit or
 nothing: a restarted job finds exactly what is missing.
+
+Exactly once. top_k and top_p are NULL for the default sampling, and SQL treats NULLs as distinct inside a
+UNIQUE key, so the samples key is the unique index `samples_key` over IFNULL(top_k, -1), IFNULL(top_p, -1):
+two writers racing on one store (two `gptlab eval --db same.sqlite`) store each sample once. The columns stay
+NULL, so readers are unchanged.
+
+Versions. SCHEMA_VERSION 2 added `samples_key`. A v1 store is migrated when a writer opens it, in one
+transaction: of each set of samples with one key the first row (lowest id) is kept, a duplicate's findings move
+to it for the detector versions it lacks and are dropped otherwise, then the duplicates are deleted. A store
+from a newer gptlab is refused in one line.
+
+Readers. `Store(path, readonly=True)` (report, compare --no-eval, check) never writes: it opens the file with
+SQLite's `mode=ro`, and, when that fails because the WAL index (-shm) cannot be created (a read-only folder or
+mount) and no -wal file is there, as `immutable=1`. A read-only store refuses writes with a one-line error.
+
+    python -m pytest tests/test_store.py tests/test_faults_eval.py
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -19,7 +36,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # v2: the samples key `samples_key` (NULL top_k/top_p count as one value)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -49,6 +66,11 @@ CREATE TABLE IF NOT EXISTS findings (
     sample_id INTEGER REFERENCES samples(id), detector_version TEXT, failures_json TEXT, metrics_json TEXT,
     evidence_json TEXT, passed INTEGER, created_at REAL, PRIMARY KEY (sample_id, detector_version));
 """
+# The samples key since v2. The table's UNIQUE above is v1's, kept so that a new and a migrated store have one
+# table definition; it lets rows with NULL top_k/top_p repeat, this index does not. Created after a v1 store's
+# duplicates are merged (_migrate_v1).
+SAMPLE_KEY = "weights_hash, probe_hash, temperature, IFNULL(top_k, -1), IFNULL(top_p, -1), seed, sample_index, max_tokens"
+SAMPLES_KEY_INDEX = f"CREATE UNIQUE INDEX IF NOT EXISTS samples_key ON samples ({SAMPLE_KEY})"
 
 
 def _row(cur, values):
@@ -56,41 +78,123 @@ def _row(cur, values):
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    """The results store at `path`. Writers (the default) create and migrate it; `readonly=True` (report,
+    compare --no-eval, check) opens it without writing anything, also on a read-only file system."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        self.db = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db.row_factory = _row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            with self.transaction():
-                for statement in _statements(SCHEMA):
-                    self.db.execute(statement)
-                got = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if got is None:
-                    self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(got["value"]) != SCHEMA_VERSION:
-                    raise GptlabError(f"{self.path}: results store schema v{got['value']}, this gptlab reads "
-                                      f"v{SCHEMA_VERSION}; use a new --db file")
+            if readonly:
+                self._open_readonly()
+            else:
+                self._open_writable()
+        except GptlabError:
+            self.close()
+            raise
         except sqlite3.DatabaseError as e:
+            self.close()
+            if not readonly and _read_only_location(self.path):
+                raise GptlabError(f"{self.path}: cannot write the results store: the file or its folder is "
+                                  f"read-only ({e})") from None
             raise GptlabError(f"{self.path}: not a usable SQLite results store ({e})") from None
         except OSError as e:
+            self.close()
             raise GptlabError(f"{self.path}: cannot open results store ({e.strerror})") from None
 
+    def _connect(self, target: str, uri: bool = False) -> None:
+        self.db = sqlite3.connect(target, timeout=30, isolation_level=None, uri=uri)
+        self.db.row_factory = _row
+
+    def _open_writable(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if _read_only_location(self.path):     # SQLite would open it read-only and fail at the first write
+            raise sqlite3.OperationalError("a read-only file system, or no write permission")
+        self._connect(str(self.path))
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            version = self._version()
+            if version is not None and version > SCHEMA_VERSION:
+                raise self._newer(version)
+            for statement in _statements(SCHEMA):
+                self.db.execute(statement)
+            if version is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif version < SCHEMA_VERSION:             # v1: merge the duplicate samples the old key let in
+                _migrate_v1(self.db)
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            self.db.execute(SAMPLES_KEY_INDEX)
+
+    def _open_readonly(self) -> None:
+        if not self.path.is_file():
+            raise GptlabError(f"{self.path}: no results store here")
+        uri = self.path.resolve().as_uri()
+        self._connect(uri + "?mode=ro", uri=True)
+        try:
+            version = self._version()                  # the first read opens the file (and its -shm)
+        except sqlite3.OperationalError as e:
+            # mode=ro needs the WAL index (-shm): in a read-only folder it cannot be created. Without a -wal
+            # file every committed row is in the main file, which nothing can change here: read it immutable.
+            wal = Path(f"{self.path}-wal")
+            if getattr(e, "sqlite_errorname", "") != "SQLITE_CANTOPEN" or (wal.exists() and wal.stat().st_size):
+                raise
+            self.db.close()
+            self._connect(uri + "?immutable=1", uri=True)
+            version = self._version()
+        self.db.execute("PRAGMA query_only=ON")
+        if version is None:
+            raise GptlabError(f"{self.path}: not a gptlab results store (no schema version)")
+        if version > SCHEMA_VERSION:
+            raise self._newer(version)
+        if version < SCHEMA_VERSION and _duplicate_samples(self.db):
+            raise GptlabError(f"{self.path}: written by an older gptlab (schema v{version}) and holds duplicate "
+                              f"samples; any `gptlab eval ... --db {self.path}` migrates it (readers never write)")
+
+    def _version(self) -> int | None:
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+            return None
+        got = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if got is None:
+            return None
+        try:
+            return int(got["value"])
+        except (TypeError, ValueError):
+            raise GptlabError(f"{self.path}: results store with an unreadable schema version "
+                              f"{got['value']!r}") from None
+
+    def _newer(self, version: int) -> GptlabError:
+        return GptlabError(f"{self.path}: results store schema v{version}, this gptlab reads v{SCHEMA_VERSION}; "
+                           f"upgrade gptlab or use a new --db file")
+
     def close(self):
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     @contextmanager
     def transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        """One unit of work: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (also KeyboardInterrupt)."""
+        if self.readonly:
+            raise GptlabError(f"{self.path}: opened read-only (a reader); nothing can be written to it")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            name = getattr(e, "sqlite_errorname", "")
+            if name.startswith("SQLITE_READONLY"):
+                raise GptlabError(f"{self.path}: cannot write the results store ({e})") from None
+            if name.startswith("SQLITE_BUSY"):
+                raise GptlabError(f"{self.path}: another process kept the results store locked for 30 s "
+                                  f"({e}); try again") from None
             raise
-        else:
-            self.db.execute("COMMIT")
 
     def query(self, sql: str, params=()) -> list[dict]:
         return self.db.execute(sql, params).fetchall()
@@ -169,16 +273,19 @@ class Store:
             (weights_hash, probe_hash, temperature, top_k, top_p, seed)).fetchall()
         return {(r["sample_index"], r["max_tokens"]) for r in rows}
 
-    def put_samples(self, rows: list[dict]) -> None:
+    def put_samples(self, rows: list[dict]) -> int:
         """rows: dicts with weights_hash, probe_hash, temperature, top_k, top_p, seed, sample_index,
-        max_tokens, completion, n_tokens — all written in one transaction."""
+        max_tokens, completion, n_tokens — all written in one transaction. A key already stored (by this job
+        or a concurrent one) keeps its row; returns the number of rows inserted."""
         now = time.time()
+        before = self.db.total_changes
         with self.transaction():
             self.db.executemany(
                 "INSERT OR IGNORE INTO samples (weights_hash, probe_hash, temperature, top_k, top_p, seed, "
                 "sample_index, max_tokens, completion, n_tokens, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [(r["weights_hash"], r["probe_hash"], r["temperature"], r["top_k"], r["top_p"], r["seed"],
                   r["sample_index"], r["max_tokens"], r["completion"], r["n_tokens"], now) for r in rows])
+        return self.db.total_changes - before
 
     def samples_without_findings(self, detector_version: str, weights_hashes=None) -> list[dict]:
         sql = ("SELECT s.*, p.name AS probe, p.domain, p.language, p.prompt, p.spec_json FROM samples s "
@@ -212,6 +319,37 @@ class Store:
             params += list(weights_hashes)
         return self.query(sql + " ORDER BY m.run, m.step, p.name, s.max_tokens, s.sample_index",
                           tuple(params))
+
+
+def _duplicate_samples(db) -> list[dict]:
+    """Sets of samples with one key (only a v1 store can hold them): {"keep": lowest id, "ids": "1,2,3"}."""
+    return db.execute(f"SELECT MIN(id) AS keep, GROUP_CONCAT(id) AS ids FROM samples GROUP BY {SAMPLE_KEY} "
+                      f"HAVING COUNT(*) > 1").fetchall()
+
+
+def _migrate_v1(db) -> int:
+    """v1 -> v2, inside the caller's transaction: keep the first row (lowest id) of each duplicate set; a
+    duplicate's findings move to it for the detector versions it lacks (lowest duplicate first) and are dropped
+    otherwise; then the duplicates go. Returns the number of rows removed."""
+    dups = sorted((int(i), g["keep"]) for g in _duplicate_samples(db) for i in g["ids"].split(",")
+                  if int(i) != g["keep"])
+    for dup, keep in dups:
+        db.execute("UPDATE OR IGNORE findings SET sample_id=? WHERE sample_id=?", (keep, dup))
+        db.execute("DELETE FROM findings WHERE sample_id=?", (dup,))
+        db.execute("DELETE FROM samples WHERE id=?", (dup,))
+    return len(dups)
+
+
+def _read_only_location(path: Path) -> bool:
+    """Whether `path` (or, when it does not exist, its folder) cannot be written: a read-only mount or
+    permission bits."""
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
 
 
 def _statements(script: str):

@@ -1,12 +1,15 @@
 """Tokenizers: train a byte-level BPE, load one, and encode fast — one interface for every format.
 
     gptlab tokenizer train demo --out runs/tok      # writes runs/tok/tokenizer.json
-    python -m pytest tests/test_tokenizer.py
+    python -m pytest tests/test_tokenizer.py tests/test_faults_train.py
 
 Training uses Hugging Face `tokenizers` (BPE over bytes, split by the GPT-4 style regex nanochat uses, with a
 `<|bos|>` document separator as the last id). Encoding then goes through a `tiktoken` Encoding built from the
 trained merges (ids = merge ranks), which is faster; `TiktokenTokenizer.from_tokenizer_json` checks on a
-probe text that both give identical ids and falls back to `tokenizers` if they ever disagree.
+probe text that both give identical ids and falls back to `tokenizers` if they ever disagree. A trained
+tokenizer.json is written only when training succeeded on some text, whole (temporary file, fsync, rename), with
+made_from.json beside it: what made it (content hashes of the train files, train_chars, vocab_size, the recipe),
+so that a run reuses it only while those are unchanged (`made_from_differs`).
 
 Every tokenizer knows each token's UTF-8 byte length (`token_bytes`, 0 for special tokens): bits-per-byte
 divides by the bytes the scored tokens stand for, which is what makes models with different vocabularies
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +31,7 @@ import tokenizers
 from tokenizers import Regex, decoders, pre_tokenizers, trainers
 
 from gptlab.config import load_config
-from gptlab.data import iter_training_text
+from gptlab.data import iter_training_text, source_hash, write_error
 from gptlab.errors import GptlabError
 
 BOS = "<|bos|>"
@@ -235,10 +239,19 @@ class CharTokenizer(Tokenizer):
         return hashlib.sha256(json.dumps(sorted(self.itos.items())).encode()).hexdigest()[:16]
 
 
-def train_bpe(texts, vocab_size: int, out_dir: str | Path) -> Path:
-    """Train a byte-level BPE of `vocab_size` ids (the last is `<|bos|>`) and save out_dir/tokenizer.json."""
+MADE_FROM = "made_from.json"       # beside a trained tokenizer.json: what it was trained from
+
+
+def train_bpe(texts, vocab_size: int, out_dir: str | Path, made_from: dict | None = None,
+              source: str = "the texts given") -> Path:
+    """Train a byte-level BPE of `vocab_size` ids (the last is `<|bos|>`) and save out_dir/tokenizer.json, then
+    `made_from` (the inputs that made it, see `made_from_config`) as out_dir/made_from.json. Nothing is written
+    unless training succeeds on some text; the folder is checked for writing before the (long) training."""
     if vocab_size < 256 + 2:
         raise GptlabError(f"vocab_size {vocab_size} is too small: a byte-level BPE needs at least 258")
+    out = Path(out_dir)
+    path = out / "tokenizer.json"
+    _check_writable(out)
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
@@ -246,15 +259,79 @@ def train_bpe(texts, vocab_size: int, out_dir: str | Path) -> Path:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    tok.train_from_iterator(texts, trainer=trainer)
+    seen = [0]
+
+    def counted():
+        for t in texts:
+            seen[0] += len(t)
+            yield t
+    tok.train_from_iterator(counted(), trainer=trainer)
+    if not seen[0]:
+        raise GptlabError(f"{path}: not written: {source} hold no text to train the tokenizer on")
     tok.add_special_tokens([BOS])  # appended after the merges, so ids 0.. are bytes then merges in order
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "tokenizer.json"
     tmp = path.with_suffix(".json.tmp")
-    tok.save(str(tmp))
-    tmp.replace(path)
+    try:
+        tok.save(str(tmp))
+        _fsync(tmp)
+        tmp.replace(path)
+        if made_from is not None:
+            record = dict(made_from, tokenizer_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+            side = out / MADE_FROM
+            side_tmp = side.with_suffix(".json.tmp")
+            side_tmp.write_text(json.dumps(record, indent=1))
+            _fsync(side_tmp)
+            side_tmp.replace(side)
+    except Exception as e:  # tokenizers raises a plain Exception for I/O errors ("... (os error 28)")
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
     return path
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise GptlabError(f"{out}: cannot write the tokenizer there ({e.strerror})") from None
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def made_from_config(cfg) -> dict:
+    """What a tokenizer trained for `cfg` is made from: the training text (each domain's train files, by content
+    hash, in the order they are read), how much of it (train_chars), the vocabulary size and the recipe."""
+    return {"recipe": "gptlab-bpe-1", "split_pattern": hashlib.sha256(SPLIT_PATTERN.encode()).hexdigest()[:16],
+            "vocab_size": cfg.model.vocab_size, "train_chars": cfg.tokenizer.train_chars,
+            "sources": [[d.name, source_hash(d.train)] for d in cfg.data.domains if d.train]}
+
+
+def made_from_differs(out_dir: str | Path, made_from: dict) -> str:
+    """'' when out_dir holds a tokenizer.json made from exactly `made_from` (and not changed since), else what
+    differs, in words ('vocab_size 512 -> 600', 'no record of what made it')."""
+    out = Path(out_dir)
+    try:
+        record = json.loads((out / MADE_FROM).read_text())
+        sha = hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return "no record of what made it"
+    if not isinstance(record, dict) or record.get("tokenizer_sha256") != sha:
+        return "tokenizer.json changed after it was made"
+    changed = []
+    for k, v in made_from.items():
+        if record.get(k) == v:
+            continue
+        if k == "sources":
+            old, new = dict(map(tuple, record.get(k) or [])), dict(map(tuple, v))
+            names = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+            changed.append(f"train text of {', '.join(map(repr, names))}" if names else "order of train sources")
+        else:
+            changed.append(f"{k} {record.get(k)} -> {v}")
+    return ", ".join(changed)
 
 
 def load_tokenizer(path: str | Path, check_text: str | None = None) -> Tokenizer:
@@ -276,7 +353,10 @@ def train_tokenizer_from_config(config_path, out_dir, vocab_size=None, max_chars
         if max_chars < 1:
             raise GptlabError(f"{cfg.source}: tokenizer.train_chars must be at least 1, got {max_chars}")
     vocab = vocab_size or cfg.model.vocab_size
-    return train_bpe(iter_training_text(cfg.data, max_chars), vocab, out_dir)
+    made_from = dict(made_from_config(cfg), vocab_size=vocab, train_chars=max_chars)
+    names = ", ".join(repr(d.name) for d in cfg.data.domains if d.train)
+    return train_bpe(iter_training_text(cfg.data, max_chars), vocab, out_dir, made_from,
+                     source=f"the train sources of {names} in {cfg.source}")
 
 
 _PROBE_TEXT = (

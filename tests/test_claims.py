@@ -128,6 +128,14 @@ def test_the_shipped_example_parses():
     ('check = { kind = "above", left = { model = "code", metric = "failure_rate", mode = "typo" }, value = 1 }',
      "is not a failure mode"),
     ('check = { kind = "between", left = { model = "code", metric = "bpb" } }', "check.kind must be one of"),
+    ('check = { kind = ["less"] }', "check.kind must be one of"),                     # was TypeError: unhashable
+    ('check = { kind = "above", left = { model = "code", metric = {} }, value = 1 }', "check.left.metric must be"),
+    ('check = { kind = "above", left = { model = "code", metric = "bpb" }, value = 1e999 }',
+     "check.value must be a number, got inf"),
+    ('check = { kind = "above", left = { model = "code", metric = "bpb" }, value = 1' + "0" * 400 + " }",
+     "check.value must be a number, got 1000"),                                          # was OverflowError
+    ('check = { kind = "above", left = { model = "code", metric = "bpb", "\\u0007" = 1 }, value = 1 }',
+     "unknown key '\\x07' for metric bpb"),                                          # control characters escaped
     ('check = { kind = "above", left = { model = "code", metric = "bpb" } }', "needs 'value'"),
     ('severity = 3\ncheck = { kind = "above", left = { model = "code", metric = "bpb" }, value = 1 }',
      "unknown key 'severity'"),
@@ -139,7 +147,7 @@ def test_bad_claims_are_one_line_errors_naming_the_claim(body, needle):
     with pytest.raises(GptlabError) as e:
         parse_claims(text, "claims.toml")
     msg = str(e.value)
-    assert msg.startswith("claims.toml: claim 2 ('The bad one')") and needle in msg and "\n" not in msg
+    assert msg.startswith("claims.toml: claim 2 ('The bad one')") and needle in msg and msg.isprintable()
 
 
 @pytest.mark.parametrize("left,needle", [
@@ -172,6 +180,13 @@ def test_file_level_errors():
         parse_claims(HEAD, "c.toml")
     with pytest.raises(GptlabError, match="no such claims file"):
         load_claims("/nonexistent/claims.toml")
+    with pytest.raises(GptlabError, match="version must be 1 .*got True"):
+        parse_claims(HEAD.replace("version = 1", "version = true"), "c.toml")       # true == 1 passed before
+    with pytest.raises(GptlabError, match="is a FIFO, socket or device"):
+        load_claims("/dev/zero")                                                  # was read until memory ran out
+    with pytest.raises(GptlabError) as e:
+        parse_claims(HEAD + '[[claims]]\nstatement = "two\\nlines"\ncheck = { kind = "less" }\n', "c.toml")
+    assert str(e.value).startswith("c.toml: claim 1 ('two\\nlines')") and str(e.value).isprintable()
 
 
 def test_check_command_prints_the_table_and_rejects_a_bad_claim(tmp_path):

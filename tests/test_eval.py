@@ -20,6 +20,7 @@ from gptlab.checkpoints import discover, load
 from gptlab.commands.sample import sample_paths
 from gptlab.engine import Engine, Request, row_seed
 from gptlab.errors import GptlabError
+from gptlab.evaluate import job as eval_job
 from gptlab.evaluate.job import evaluate
 from gptlab.probes import load_suite
 
@@ -216,6 +217,37 @@ def test_bad_input_is_one_line(tiny_run, suite, tmp_path, args, words):
     for w in words:
         assert w in r.stderr
     assert not (tmp_path / "x.sqlite").exists()            # nothing written
+
+
+BAD_BPB_FILES = [
+    ("empty.txt", b"", "no text"),
+    ("blank.jsonl", b"\n  \n", "no text"),
+    ("binary.txt", bytes(range(256)) * 4, "not UTF-8"),
+    ("binary.jsonl", b'{"text": "ok"}\n\xff\xfe\x00\x01\n', "not UTF-8"),      # bad after a good line
+]
+
+
+@pytest.mark.parametrize("name, content, why", BAD_BPB_FILES)
+def test_bpb_file_without_text_is_an_error_before_any_model(tmp_path, monkeypatch, name, content, why):
+    """An empty or binary --bpb file used to be 'skipped', then 'cache hit ... no model was run', exit 0."""
+    monkeypatch.setattr(eval_job, "load", lambda *a, **k: pytest.fail("a model was loaded"))
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(GptlabError, match=why) as e:
+        evaluate([str(tmp_path)], db=str(tmp_path / "x.sqlite"), probes=False, bpb_files=[f"x={bad}"],
+                 progress=False, echo=lambda m: None)
+    assert str(e.value).startswith(f"--bpb 'x={bad}': {bad}") and "\n" not in str(e.value)
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+def test_bpb_file_without_text_is_one_line_and_exit_2(tiny_run, tmp_path):
+    bad = tmp_path / "binary.txt"
+    bad.write_bytes(bytes(range(256)))
+    r = run_gptlab("eval", tiny_run, "--db", tmp_path / "x.sqlite", "--no-probes", "--bpb", f"x={bad}")
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.startswith("gptlab: error: --bpb") and r.stderr.count("\n") == 1, r.stderr
+    assert str(bad) in r.stderr and "not UTF-8" in r.stderr
+    assert not (tmp_path / "x.sqlite").exists()            # nothing stored, no model loaded
 
 
 def test_bad_arguments_in_the_library(tiny_run, tmp_path):

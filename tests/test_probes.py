@@ -91,6 +91,11 @@ def test_probe_hash_tracks_what_is_sampled_or_judged():
     ('[[probes]]\nname = "a"\ndomain = "code"\nprompt = "x"\n[[probes]]\nname = "a"\ndomain = "code"\nprompt = "y"\n',
      ["'a'", "twice"]),
     ('[[probes]]\nname = "Bad Name"\ndomain = "code"\nprompt = "x"\n', ["'Bad Name'", "'name'"]),
+    ('[[probes]]\nname = "a\\n"\ndomain = "code"\nprompt = "x"\n', ["'a\\n'", "'name'"]),   # `$` matched before \n
+    ('[[probes]]\nname = "a"\ndomain = "code"\nlanguage = "python"\nprompt = "def f():"\ncode_prefix = "def f():"\n'
+     'tests = "assert f(' + '1+' * 50_000 + '1)"\n', ["'a'", "'tests'", "nested too deeply"]),   # was RecursionError
+    ('description = 5\n[[probes]]\nname = "a"\ndomain = "code"\nprompt = "x"\n', ["'description'"]),
+    ('"\\u001b[2J" = 1\n', ["unknown top-level key '\\x1b[2J'"]),           # control characters quoted escaped
     ('[[probes]]\nname = "a"\ndomain = "code"\nprompt = "x\n', ["invalid TOML"]),
     ('', ["no [[probes]]"]),
 ])
@@ -98,7 +103,7 @@ def test_bad_suites_fail_with_one_line_naming_probe_and_field(body, words):
     with pytest.raises(GptlabError) as e:
         _suite(body)
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("t.toml")
+    assert msg.isprintable() and msg.startswith("t.toml")
     for w in words:
         assert w in msg
 
@@ -118,3 +123,14 @@ def test_probes_command_lists_and_rejects(tmp_path):
     r = run_gptlab("probes", bad)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("gptlab: error:") and "'q'" in r.stderr and "max_tokens" in r.stderr
+
+
+def test_suite_files_that_are_not_suites_are_refused_in_one_line(tmp_path):
+    (tmp_path / "default").mkdir()                     # a folder named like a shipped suite does not hide it
+    r = run_gptlab("probes", "default", cwd=tmp_path)
+    assert r.returncode == 0 and "code_quicksort" in r.stdout
+    for path in (tmp_path, "/dev/zero"):
+        with pytest.raises(GptlabError, match="not a suite file") as e:
+            load_suite(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+

@@ -103,3 +103,15 @@ def test_torch_files_holding_objects_are_refused(tmp_path):
     with pytest.raises(GptlabError, match="ckpt.pt: cannot read weights.*weights_only"):
         load_torch(path)
     assert not marker.exists()
+
+
+def test_mapped_loads_fall_back_to_reading_legacy_files_and_still_refuse_code(tmp_path):
+    import torch
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)   # cannot be memory-mapped
+    assert torch.equal(load_torch(legacy, mmap=True)["w"], torch.ones(3))
+    marker = tmp_path / "pwned"
+    torch.save({"x": _RunsCode(marker)}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(GptlabError, match="legacy.pt: cannot read weights.*weights_only"):
+        load_torch(legacy, mmap=True)
+    assert not marker.exists()

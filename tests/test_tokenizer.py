@@ -113,3 +113,49 @@ def test_tokenizer_train_refuses_a_config_train_chars_below_one(tmp_path):
     cfg = _config_with_train_chars(tmp_path, 0)
     with pytest.raises(GptlabError, match="tokenizer.train_chars must be at least 1"):
         train_tokenizer_from_config(cfg, tmp_path / "out", vocab_size=300)
+
+
+def _one_line(r):
+    err = r.stderr.strip()
+    assert r.returncode == 2 and len(err.splitlines()) == 1 and err.startswith("gptlab: error:"), err
+    return err
+
+
+def test_tokenizer_train_into_an_unwritable_folder_is_one_line(tmp_path):
+    err = _one_line(run_gptlab("tokenizer", "train", TINY, "--vocab-size", "300", "--out", "/proc/foo"))
+    assert "/proc/foo" in err and "cannot write" in err
+    with pytest.raises(GptlabError, match="/proc/foo"):
+        train_bpe(["abc abc"], 300, "/proc/foo")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    import subprocess
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "--bind", str(ro), str(ro)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot bind-mount here ({r.stderr.strip()})")
+    try:
+        r = subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot remount read-only here ({r.stderr.strip()})")
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)])
+
+
+def test_tokenizer_train_into_a_read_only_mount_is_one_line(read_only_folder):
+    err = _one_line(run_gptlab("tokenizer", "train", TINY, "--vocab-size", "300", "--max-chars", "1000",
+                               "--out", read_only_folder))
+    assert str(read_only_folder) in err and "Read-only file system" in err
+    err = _one_line(run_gptlab("tokenizer", "train", TINY, "--vocab-size", "300", "--max-chars", "1000",
+                               "--out", read_only_folder / "sub"))
+    assert "Read-only file system" in err
+    assert not list(read_only_folder.iterdir())
+
+
+def test_a_tokenizer_is_never_written_from_no_text(tmp_path):
+    with pytest.raises(GptlabError, match="no text"):
+        train_bpe(iter([]), 300, tmp_path / "empty")
+    assert not (tmp_path / "empty" / "tokenizer.json").exists()

@@ -183,3 +183,21 @@ def test_unwritable_output_folder(tmp_path):
 def test_unknown_preset_lists_presets():
     r = run_gptlab("train", "no-such-preset")
     assert r.returncode == 2 and "demo" in r.stderr
+
+
+def test_the_same_weights_saved_by_two_processes_have_the_same_bytes(tmp_path):
+    """The store keys a model by its weights file's content hash, so saving must be reproducible across
+    processes (safetensors wrote a two-key header in a per-process order before)."""
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text("{}")
+    code = ("import sys, torch; from pathlib import Path; from gptlab.models.gpt import GPT, GPTConfig; "
+            "from gptlab.checkpoints.gptlab_run import save_checkpoint; torch.manual_seed(0); "
+            "m = GPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, n_kv_head=2, vocab_size=64, sequence_len=16)); "
+            "save_checkpoint(Path(sys.argv[1]), 1, m, [], {'step': 1}, {}, Path(sys.argv[2]))")
+    files = []
+    for name in ("a", "b", "c"):
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / name), str(tok)], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        files.append((tmp_path / name / "checkpoints" / "step_000001" / "model.safetensors").read_bytes())
+    assert files[0] == files[1] == files[2]

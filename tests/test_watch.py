@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from report_fixtures import add_run
 
-from gptlab.errors import GptlabError
 from gptlab.commands import watch as watch_mod
+from gptlab.errors import GptlabError
 from gptlab.store import Store
 
 
@@ -72,3 +72,52 @@ def test_sigint_to_the_command_exits_0(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, (out, err)
     assert "stopped watching" in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize("interval", [float("nan"), float("inf"), -1.0, 0.0, 1e300, "10", True])
+def test_bad_intervals_are_refused_before_any_evaluation(tmp_path, interval):
+    """--interval nan used to pass the check, evaluate everything, then fail in sleep()."""
+    calls = []
+    with pytest.raises(GptlabError, match="--interval") as e:
+        watch_mod.watch(tmp_path, db=str(tmp_path / "r.sqlite"), interval=interval,
+                        evaluate=lambda paths, db: calls.append(paths), sleep=lambda _: None, max_polls=2)
+    assert "\n" not in str(e.value) and calls == [] and not (tmp_path / "r.sqlite").exists()
+
+
+def test_a_deleted_run_directory_stops_the_watch_with_an_error(tmp_path, monkeypatch):
+    """It used to poll the missing folder forever."""
+    run_dir = tmp_path / "d12"
+    run_dir.mkdir()
+    monkeypatch.setattr(watch_mod, "_complete_checkpoints", lambda _: [])
+    sleeps = []
+
+    def sleep(_):
+        sleeps.append(1)
+        if len(sleeps) == 1:
+            run_dir.rmdir()                     # deleted while the watch waits
+        assert len(sleeps) < 5, "still polling a deleted run directory"
+    with pytest.raises(GptlabError, match="run directory .* is gone") as e:
+        watch_mod.watch(run_dir, db=str(tmp_path / "r.sqlite"), interval=0.01, sleep=sleep, echo=lambda _: None)
+    assert "\n" not in str(e.value) and len(sleeps) == 1
+
+
+def test_the_command_exits_2_in_one_line(tmp_path):
+    """`gptlab watch` on a run directory that is deleted, and with --interval nan: one line, exit status 2."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    r = subprocess.run([sys.executable, "-m", "gptlab", "watch", str(run_dir), "--db", str(tmp_path / "r.sqlite"),
+                        "--interval", "nan"], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2 and r.stderr.startswith("gptlab: error: --interval nan") and \
+        r.stderr.count("\n") == 1, r.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "gptlab", "watch", str(run_dir), "--db",
+                             str(tmp_path / "r.sqlite"), "--interval", "0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert proc.stdout.readline().startswith("watching")
+    run_dir.rmdir()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2 and err.startswith("gptlab: error:") and err.count("\n") == 1, err
+    assert "gone" in err and "Traceback" not in err

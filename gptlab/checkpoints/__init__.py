@@ -8,8 +8,11 @@ any of those (down to SEARCH_DEPTH levels), and returns every checkpoint found: 
 first, folders in name order. `load(ref)` returns the model (a `CausalLM`, gptlab/models/__init__.py), its
 tokenizer and a `ModelInfo`. Each format lives in its own module with two functions:
 `detect(path) -> list[CheckpointRef]` (empty when the path is not in that format) and
-`load(ref, device) -> LoadedModel`. Nothing here executes pickles: torch.load(weights_only=True),
-safetensors, and a restricted unpickler (safe_pickle.py) for tokenizer pickles.
+`load(ref, device) -> LoadedModel`; a checkpoint a reader recognises but cannot read comes back from `detect`
+with its one-line `error`, which `discover_all` returns (`gptlab models` prints one line each) and `discover`
+passes over. Nothing here executes pickles: torch.load(weights_only=True), safetensors, and a restricted
+unpickler (safe_pickle.py) for tokenizer pickles. No config file decides how much memory is allocated: every
+reader checks the model it describes against the weights' headers first (skeleton.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class CheckpointRef:
     run: str = ""               # a display name: the run directory's or the file's name
     tokens_seen: int | None = None
     extra: dict = field(default_factory=dict)   # format-specific hints for load() (tokenizer path, ...)
+    error: str = ""             # set when the checkpoint is recognised but unreadable: the one-line reason
 
     @property
     def label(self) -> str:
@@ -78,41 +82,68 @@ def _readers() -> dict:
 
 
 def discover(path: str | Path) -> list[CheckpointRef]:
-    """Every checkpoint at `path`, else in its subfolders (see the module docstring). A folder a reader
-    refuses (a truncated ckpt.pt, unreadable metadata) is passed over; its error is raised only when nothing
-    at all is found."""
+    """Every readable checkpoint at `path`, else in its subfolders (see the module docstring). A checkpoint or
+    folder a reader refuses (a truncated ckpt.pt, unreadable metadata) is passed over; its error is raised
+    only when nothing at all is found. `discover_all` also returns the errors."""
+    refs, errors = discover_all(path)
+    if not refs:
+        raise GptlabError(errors[0])
+    return refs
+
+
+def discover_all(path: str | Path) -> tuple[list[CheckpointRef], list[str]]:
+    """(every readable checkpoint at `path` or in its subfolders, one line per checkpoint or folder that was
+    recognised but cannot be read). Raises a GptlabError when `path` is missing or holds nothing at all."""
     path = Path(path)
     if not path.exists():
         raise GptlabError(f"{path}: no such file or directory")
-    errors: list[GptlabError] = []
+    if not (path.is_file() or path.is_dir()):
+        raise GptlabError(f"{path}: not a checkpoint file or folder")
+    errors: list[str] = []
     refs = _find(path, SEARCH_DEPTH, errors)
-    if refs:
-        return refs
-    if errors:
-        raise errors[0]
+    errors = list(dict.fromkeys(errors))        # a folder and its parent may both have seen the same file
+    if refs or errors:
+        return refs, errors
     where = " here or in its subfolders" if path.is_dir() else ""
     raise GptlabError(f"{path}: no checkpoint found{where} (looked for gptlab runs, nanochat, nanoGPT ckpt.pt, "
                       f"llm.c .bin and Hugging Face folders)")
 
 
-def _find(path: Path, depth: int, errors: list[GptlabError]) -> list[CheckpointRef]:
-    """What the first format that recognises `path` finds there, oldest step first; else, down to `depth`
-    levels, what is found in its subfolders (in name order; hidden ones, like unfinished .tmp-* saves, skipped)."""
+def _find(path: Path, depth: int, errors: list[str]) -> list[CheckpointRef]:
+    """What the first format that recognises `path` finds there, oldest step first; when that is no readable
+    checkpoint, down to `depth` levels, what is found in its subfolders (in name order; hidden ones, like
+    unfinished .tmp-* saves, skipped). Checkpoints found but unreadable, and folders a reader refuses, add
+    to `errors`."""
     try:
         for reader in _readers().values():
-            refs = reader.detect(path)
-            if refs:
-                return sorted(refs, key=lambda r: (r.step is None, r.step or 0, str(r.path)))
+            found = reader.detect(path)
+            if found:           # this format recognises the path: no other is tried here
+                errors += [r.error for r in found if r.error]
+                refs = [r for r in found if not r.error]
+                if refs:
+                    return sorted(refs, key=lambda r: (r.step is None, r.step or 0, str(r.path)))
+                break
     except GptlabError as e:
-        errors.append(e)
+        errors.append(str(e))
+    except OSError as e:        # unreadable folders and files (permissions, special files)
+        errors.append(f"{e.filename or path}: cannot read ({e.strerror or type(e).__name__})")
     refs = []
     if depth > 0 and path.is_dir():
-        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as e:
+            errors.append(f"{path}: cannot list the folder ({e.strerror or type(e).__name__})")
+            subs = []
+        for sub in subs:
             refs += _find(sub, depth - 1, errors)
     return refs
 
 
 def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
+    """The model, tokenizer and info of `ref`. Every reader builds the model on the meta device and checks
+    it against the weights' headers before allocating (skeleton.py); any bad input is a GptlabError."""
+    if ref.error:
+        raise GptlabError(ref.error)
     loaded = _readers()[ref.format].load(ref, device)
     tok_vocab = loaded.tokenizer.vocab_size
     if tok_vocab > loaded.info.vocab_size:

@@ -5,9 +5,11 @@
 
 Accepts a model folder (or a file in it) or a folder of model folders (e.g. a Trainer output_dir with
 `checkpoint-N/` subfolders, whose N is the step; a Trainer's trainer_state.json also gives the tokens seen
-when it counted them). The model is loaded by transformers from the local files only
-(gptlab/models/hf.py); the tokenizer is `tokenizer.json` (or `vocab.json` + `merges.txt`) in the folder or the
-one above it. Only safetensors weights are read: a `pytorch_model.bin` would need an unpickler.
+when it counted them). The model config.json describes is first built on the meta device and checked against
+the safetensors headers (skeleton.py): only a model the files can fill is loaded, by transformers, from the
+local files only (gptlab/models/hf.py). The tokenizer is `tokenizer.json` (or `vocab.json` + `merges.txt`) in
+the folder or the one above it. Only safetensors weights are read: a `pytorch_model.bin` would need an
+unpickler.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
 from gptlab.checkpoints.bpe_files import read_vocab_merges
+from gptlab.checkpoints.skeleton import MAX_SIZE, build_checked, safetensors_shapes
 from gptlab.errors import GptlabError
-from gptlab.models.hf import load_hf_causal_lm
+from gptlab.models.hf import hf_config, hf_context, hf_skeleton, load_hf_causal_lm
 from gptlab.tokenizer import HFTokenizer
 
 STEP_RE = re.compile(r"checkpoint-(\d+)$")
@@ -38,9 +40,9 @@ def _ref(d: Path) -> CheckpointRef:
     step, tokens = (int(m.group(1)) if m else None), None
     try:   # the Trainer's record, when there: the step, and the tokens seen if it was asked to count them
         state = json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
-        step = int(state.get("global_step") or 0) or step
-        tokens = int(state.get("num_input_tokens_seen") or 0) or None
-    except (OSError, ValueError, TypeError, AttributeError):
+        step = max(0, int(state.get("global_step") or 0)) or step
+        tokens = max(0, int(state.get("num_input_tokens_seen") or 0)) or None
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError):
         pass
     run = d.parent.name if m else d.name
     return CheckpointRef("hf", d, step=step, run=run, tokens_seen=tokens)
@@ -68,31 +70,38 @@ def find_tokenizer(folder: Path):
 def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     folder = Path(ref.path)
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise GptlabError(f"{folder / 'config.json'}: unreadable ({e})") from None
+    if not isinstance(raw, dict):
+        raise GptlabError(f"{folder / 'config.json'}: expected a JSON object, found {type(raw).__name__}")
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise GptlabError(f"{folder}: only pytorch_model.bin weights, which would need unpickling; save the model "
                           f"as safetensors (model.save_pretrained(dir, safe_serialization=True))")
-    _check_safetensors(weights)
+    shapes = safetensors_shapes(weights)            # headers only
     tok = find_tokenizer(folder)
-    model = load_hf_causal_lm(folder, device)
+    config = hf_config(folder)
+    hf_context(config, folder / "config.json")
+    # the model config.json describes is built on the meta device and checked against the headers: only a
+    # model the files can fill is handed to transformers, which would allocate and randomly fill the rest
+    build_checked(lambda: hf_skeleton(config), shapes, weights=weights[0] if len(weights) == 1 else folder,
+                  config="config.json", n_layer=_layers(config, folder), loose=True, buffer_budget=True)
+    model = load_hf_causal_lm(folder, device, config=config)
     info = ModelInfo(
-        format="hf", path=str(folder), run=ref.run, step=ref.step, family=f"hf:{config.get('model_type', '?')}",
+        format="hf", path=str(folder), run=ref.run, step=ref.step, family=f"hf:{raw.get('model_type', '?')}",
         params=model.num_params(), vocab_size=model.vocab_size, context=model.sequence_len,
         tokens_seen=ref.tokens_seen,
-        weights_hash=file_hash(*weights), tokenizer_hash=tok.identity(), config=config)
+        weights_hash=file_hash(*weights), tokenizer_hash=tok.identity(), config=raw)
     return LoadedModel(model, tok, info)
 
 
-def _check_safetensors(files: list[Path]) -> None:
-    """Name the bad file ourselves: transformers' own message for a truncated shard does not."""
-    for f in files:
-        try:
-            with safe_open(str(f), framework="pt") as st:
-                keys = list(st.keys())
-                if keys:
-                    st.get_slice(keys[-1])      # the last tensor: beyond the end of a truncated file
-        except Exception as e:  # noqa: BLE001 - safetensors raises SafetensorError/OSError variants
-            raise GptlabError(f"{f}: cannot read weights, the file is truncated or corrupt ({str(e)[:120]})") from None
+def _layers(config, folder: Path) -> int | None:
+    """The layer count config.json claims, when it has one (checked to be a non-negative integer)."""
+    n = getattr(config, "num_hidden_layers", None)
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SIZE:
+        raise GptlabError(f"{folder / 'config.json'}: num_hidden_layers is {n!r:.40}: expected a non-negative "
+                          f"integer")
+    return n

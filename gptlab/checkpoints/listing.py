@@ -6,7 +6,8 @@
 The checkpoints are what `gptlab.checkpoints.discover` finds, the same set every other command sees.
 
 Each checkpoint is loaded (weights and tokenizer), so a row also proves the checkpoint is readable; one that
-is not becomes an error line instead of a row, and the others are still listed.
+is not (found but unreadable, or failing to load) becomes an error line instead of a row, the others are still
+listed, and the command exits 2.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gptlab.checkpoints import ModelInfo, discover, load
+from gptlab.checkpoints import ModelInfo, discover_all, load
 from gptlab.errors import GptlabError
 
 
 def list_checkpoints(path: str | Path) -> tuple[list[ModelInfo], list[str]]:
-    """(infos of the checkpoints that load, one-line errors for those that do not)."""
-    infos, errors = [], []
-    for ref in discover(path):
+    """(infos of the checkpoints that load, one-line errors for those that do not: those found but refused
+    while looking, then those that fail to load)."""
+    infos = []
+    refs, errors = discover_all(path)
+    for ref in refs:
         try:
             infos.append(load(ref).info)
         except GptlabError as e:

@@ -7,12 +7,14 @@ Layout: a header of 256 int32 [20240326, version, max_seq_len, vocab_size, n_lay
 padded_vocab_size, 0...], then the GPT-2 tensors, each stacked over layers, in this order: wte (Vp, C), wpe
 (maxT, C), ln1w, ln1b, qkvw (L, 3C, C), qkvb, attprojw (L, C, C), attprojb, ln2w, ln2b, fcw (L, 4C, C), fcb,
 fcprojw (L, C, 4C), fcprojb, lnfw, lnfb. Version 3 stores float32, version 5 bfloat16 (raw bit patterns);
-any other magic or version is refused. The padded vocab rows are dropped: llm.c's softmax runs over the real
+any other magic or version is refused, and so is a header whose sizes do not add up to the file's real size
+(before anything is read past the header). The padded vocab rows are dropped: llm.c's softmax runs over the real
 vocab only. No step or token count is stored. The tokenizer is a `*tokenizer*.bin` beside the model.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import torch
 
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
 from gptlab.checkpoints.bpe_files import LLMC_TOKENIZER_MAGIC, read_llmc_tokenizer
+from gptlab.checkpoints.skeleton import build_checked
 from gptlab.errors import GptlabError
 from gptlab.models.gpt2 import GPT2, GPT2Config
 
@@ -71,7 +74,7 @@ def read_model(path: Path):
         raise GptlabError(f"{path}: implausible header (T={maxT}, V={V}, Vp={Vp}, L={L}, heads={NH}, C={C})")
     dtype, width = VERSIONS[int(h[1])]
     shapes = _shapes(maxT, V, Vp, L, C)
-    n = sum(int(np.prod(s)) for _, s in shapes)
+    n = sum(math.prod(s) for _, s in shapes)        # exact Python integers: no overflow for absurd headers
     size = path.stat().st_size
     if size != HEADER_BYTES + n * width:
         raise GptlabError(f"{path}: {size} bytes, but the header describes {HEADER_BYTES + n * width} "
@@ -81,7 +84,7 @@ def read_model(path: Path):
     flat = flat.view(torch.bfloat16).float() if width == 2 else flat
     t, off = {}, 0
     for name, shape in shapes:
-        k = int(np.prod(shape))
+        k = math.prod(shape)
         t[name] = flat[off:off + k].view(shape)
         off += k
     sd = {"transformer.wte.weight": t["wte"][:V], "transformer.wpe.weight": t["wpe"],
@@ -110,6 +113,8 @@ def find_tokenizer(model_path: Path):
 
 def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     cfg, sd, header = read_model(ref.path)
+    # read_model sized everything from the header and the file's real size; the common check all readers make
+    build_checked(lambda: GPT2(cfg), {k: tuple(v.shape) for k, v in sd.items()}, weights=ref.path, config="its header")
     model = GPT2.from_state_dict(cfg, sd)
     tok = find_tokenizer(ref.path)
     info = ModelInfo(

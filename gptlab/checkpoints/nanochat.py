@@ -19,6 +19,7 @@ import torch
 
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
 from gptlab.checkpoints.safe_pickle import load_pickle, load_torch
+from gptlab.checkpoints.skeleton import build_checked, check_divides, check_sizes, state_shapes
 from gptlab.errors import GptlabError
 from gptlab.models.nanochat import NanochatConfig, NanochatGPT
 from gptlab.tokenizer import BOS, TiktokenTokenizer
@@ -42,26 +43,35 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _is_nanochat_meta(path: Path) -> bool:
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8")).get("model_config", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(cfg, dict) and all(k in cfg for k in CONFIG_KEYS)
-
-
 def _ref(model_path: Path) -> CheckpointRef | None:
-    if not MODEL_RE.search(model_path.name) or not _is_nanochat_meta(_meta_path(model_path)):
+    """The checkpoint of a model_N.pt with its meta_N.json beside it. In a nanochat folder, a missing or
+    unreadable meta makes a ref carrying the error, so that listing shows it rather than passing over it;
+    elsewhere a model_N.pt without one is not taken for nanochat's (None)."""
+    if not MODEL_RE.search(model_path.name):
         return None
-    meta = _read_meta(_meta_path(model_path))
     step = int(MODEL_RE.search(model_path.name).group(1))
     tag_dir = model_path.parent
     phase = tag_dir.parent.name
     later = phase in PHASES and phase != "base_checkpoints"        # mid / sft / rl: not pretraining tokens
     run = f"{phase.removesuffix('_checkpoints')}/{tag_dir.name}" if later else tag_dir.name
+    if not _meta_path(model_path).is_file():
+        # in a nanochat folder (a phase folder above, or other steps' metadata beside) it is an unreadable step
+        if phase in PHASES or any(tag_dir.glob("meta_*.json")):
+            return CheckpointRef("nanochat", model_path, step=step, run=run, error=_no_meta(model_path))
+        return None
+    try:
+        meta = _read_meta(_meta_path(model_path))
+    except GptlabError as e:
+        return CheckpointRef("nanochat", model_path, step=step, run=run, error=str(e))
     batch = meta.get("total_batch_size")                             # tokens per optimizer step
-    tokens = step * batch if isinstance(batch, int) and not later else None
+    ok = isinstance(batch, int) and not isinstance(batch, bool) and batch > 0
+    tokens = step * batch if ok and not later else None
     return CheckpointRef("nanochat", model_path, step=step, run=run, tokens_seen=tokens)
+
+
+def _no_meta(model_path: Path) -> str:
+    return (f"{model_path}: no {_meta_path(model_path).name} beside it (nanochat writes the model config there; "
+            f"without it the weights cannot be read)")
 
 
 def _tag_dirs(path: Path) -> list[Path]:
@@ -76,8 +86,7 @@ def detect(path: Path) -> list[CheckpointRef]:
     if path.is_file():
         ref = _ref(path)
         if ref is None and MODEL_RE.search(path.name) and not _meta_path(path).is_file():
-            raise GptlabError(f"{path}: no {_meta_path(path).name} beside it (nanochat writes the model config "
-                              f"there; without it the weights cannot be read)")
+            raise GptlabError(_no_meta(path))
         return [ref] if ref else []
     refs = [_ref(m) for d in _tag_dirs(path) for m in sorted(d.glob("model_*.pt"))]
     return [r for r in refs if r]
@@ -110,19 +119,16 @@ def load_tokenizer(tok_dir: Path) -> TiktokenTokenizer:
 
 
 def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
-    meta = _read_meta(_meta_path(ref.path))
-    known = set(NanochatConfig.__dataclass_fields__)
+    meta_path = _meta_path(ref.path)
+    meta = _read_meta(meta_path)
     mc = meta["model_config"]
-    unknown = sorted(set(mc) - known)
-    if unknown:
-        raise GptlabError(f"{_meta_path(ref.path)}: model_config has keys this reader does not know: "
-                          f"{', '.join(unknown)} (written by a newer nanochat?)")
-    # checkpoints from before sliding windows have no window_pattern: they attended over the full context
-    cfg = NanochatConfig(**{"window_pattern": "L", **mc})
-    state = load_torch(ref.path)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise GptlabError(f"{ref.path}: not a nanochat state dict (expected a dict of tensors)")
-    state = {k.removeprefix("_orig_mod."): v.float() for k, v in state.items()}
+    cfg = model_config(mc, meta_path)
+    # memory-mapped: the shapes are checked against model_config on the meta device before anything is copied
+    state = load_torch(ref.path, mmap=True)
+    shapes = state_shapes(state, ref.path)
+    shapes = {k.removeprefix("_orig_mod."): v for k, v in shapes.items()}
+    build_checked(lambda: NanochatGPT(cfg), shapes, weights=ref.path, config="model_config", n_layer=cfg.n_layer)
+    state = {k.removeprefix("_orig_mod."): v.to(torch.float32, copy=True) for k, v in state.items()}
     try:
         model = NanochatGPT.from_state_dict(cfg, state)
     except (RuntimeError, ValueError) as e:
@@ -134,6 +140,24 @@ def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
         tokens_seen=ref.tokens_seen, weights_hash=file_hash(ref.path), tokenizer_hash=tok.identity(),
         config=dict(mc), meta={k: meta[k] for k in ("val_bpb", "loop_state", "user_config") if k in meta})
     return LoadedModel(model.to(device), tok, info)
+
+
+def model_config(mc: dict, where: Path) -> NanochatConfig:
+    """meta_N.json's model_config, every field checked (skeleton.py) before anything is built."""
+    unknown = sorted(map(repr, set(mc) - set(NanochatConfig.__dataclass_fields__)))
+    if unknown:
+        raise GptlabError(f"{where}: model_config has keys this reader does not know: "
+                          f"{', '.join(unknown)[:120]} (written by a newer nanochat?)")
+    where = f"{where}: model_config"
+    sizes = check_sizes(mc, CONFIG_KEYS, where)
+    check_divides(where, ("n_head", sizes["n_head"]), ("n_embd", sizes["n_embd"]))
+    check_divides(where, ("n_kv_head", sizes["n_kv_head"]), ("n_head", sizes["n_head"]))
+    check_divides(where, ("2 (rotary halves)", 2), ("the head size", sizes["n_embd"] // sizes["n_head"]))
+    # checkpoints from before sliding windows have no window_pattern: they attended over the full context
+    pattern = mc.get("window_pattern", "L")
+    if not isinstance(pattern, str) or not pattern or set(pattern.upper()) - set("SL"):
+        raise GptlabError(f"{where}: window_pattern is {pattern!r:.40}: expected a string of S and L")
+    return NanochatConfig(**sizes, window_pattern=pattern)
 
 
 def _first_line(e: Exception) -> str:

@@ -4,7 +4,8 @@
     python -m pytest tests/test_checkpoints_nanogpt.py
 
 Accepts a ckpt file, its out_dir, or a folder holding out_dirs. The architecture is GPT-2
-(gptlab/models/gpt2.py); a `torch.compile`d model's `_orig_mod.` prefix is stripped. nanoGPT keeps no
+(gptlab/models/gpt2.py); a `torch.compile`d model's `_orig_mod.` prefix is stripped. model_args is checked
+against the stored tensors' shapes on the meta device before any weight is copied (skeleton.py). nanoGPT keeps no
 tokenizer in the checkpoint, so it is looked for, in order:
   1. beside the ckpt: `meta.pkl` (char-level), `tokenizer.json`, `vocab.json` + `merges.txt`, or `*.tiktoken`;
   2. `data/<config.dataset>/meta.pkl` in the ckpt's folder or any folder above it (as sample.py finds it).
@@ -20,6 +21,7 @@ import torch
 from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, tensors_hash
 from gptlab.checkpoints.bpe_files import read_tiktoken_file, read_vocab_merges
 from gptlab.checkpoints.safe_pickle import load_pickle, load_torch
+from gptlab.checkpoints.skeleton import build_checked, check_divides, check_sizes, state_shapes
 from gptlab.errors import GptlabError
 from gptlab.models.gpt2 import GPT2, GPT2Config
 from gptlab.tokenizer import CharTokenizer, HFTokenizer
@@ -35,13 +37,16 @@ def _peek(path: Path) -> dict | None:
     return None
 
 
+def _count(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 def _ref(path: Path, ck: dict) -> CheckpointRef:
-    step = ck.get("iter_num")
-    step = int(step) if isinstance(step, int) else None
+    step = _count(ck.get("iter_num"))
     cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
-    per_iter = [cfg.get(k) for k in ("gradient_accumulation_steps", "batch_size", "block_size")]
+    per_iter = [_count(cfg.get(k)) for k in ("gradient_accumulation_steps", "batch_size", "block_size")]
     tokens = step * per_iter[0] * per_iter[1] * per_iter[2] \
-        if step is not None and all(isinstance(v, int) for v in per_iter) else None
+        if step is not None and all(v is not None for v in per_iter) else None
     return CheckpointRef("nanogpt", path, step=step, run=path.parent.name, tokens_seen=tokens)
 
 
@@ -56,7 +61,11 @@ def detect(path: Path) -> list[CheckpointRef]:
     refs = []
     for c in candidates:
         if c.is_file():
-            ck = _peek(c)
+            try:
+                ck = _peek(c)
+            except GptlabError as e:    # an unreadable ckpt.pt is an error of its own; the others still list
+                refs.append(CheckpointRef("nanogpt", c, run=c.parent.name, error=str(e)))
+                continue
             if ck:
                 refs.append(_ref(c, ck))
     return refs
@@ -99,30 +108,39 @@ def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
     ck = load_torch(ref.path, mmap=True)
     if not isinstance(ck, dict) or not isinstance(ck.get("model_args"), dict):
         raise GptlabError(f"{ref.path}: not a nanoGPT checkpoint (no model_args)")
-    args = ck["model_args"]
-    missing = [k for k in REQUIRED_ARGS if not isinstance(args.get(k), int)]
-    if missing:
-        raise GptlabError(f"{ref.path}: model_args lacks {', '.join(missing)}")
-    cfg = GPT2Config(vocab_size=args["vocab_size"], sequence_len=args["block_size"], n_layer=args["n_layer"],
-                     n_head=args["n_head"], n_embd=args["n_embd"], bias=bool(args.get("bias", True)),
+    args, where = ck["model_args"], f"{ref.path}: model_args"
+    sizes = check_sizes(args, REQUIRED_ARGS, where)
+    check_divides(where, ("n_head", sizes["n_head"]), ("n_embd", sizes["n_embd"]))
+    if not isinstance(args.get("bias", True), bool):
+        raise GptlabError(f"{where}: bias is {args['bias']!r}: expected true or false")
+    cfg = GPT2Config(vocab_size=sizes["vocab_size"], sequence_len=sizes["block_size"], n_layer=sizes["n_layer"],
+                     n_head=sizes["n_head"], n_embd=sizes["n_embd"], bias=args.get("bias", True),
                      gelu="none")   # nanoGPT's MLP uses nn.GELU(): the exact form
+    shapes = state_shapes(ck.get("model"), f"{ref.path}: 'model'")
     # nanoGPT without flash attention saved its causal-mask buffer as `attn.bias`: not a weight
-    if not all(isinstance(v, torch.Tensor) for v in ck["model"].values()):
-        raise GptlabError(f"{ref.path}: 'model' is not a state dict of tensors")
+    shapes = {k.removeprefix("_orig_mod."): v for k, v in shapes.items()}
+    shapes = {k: v for k, v in shapes.items() if not k.endswith(".attn.bias")}
+    head = shapes.pop("lm_head.weight", None)          # tied to the token embedding (checked equal below)
+    if head is not None and head != shapes.get("transformer.wte.weight"):
+        raise GptlabError(f"{ref.path}: lm_head.weight {head} is not the shape of transformer.wte.weight: "
+                          f"an untied head is not GPT-2")
+    build_checked(lambda: GPT2(cfg), shapes, weights=ref.path, config="its model_args", n_layer=cfg.n_layer)
     state = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
-    state = {k: v.float().clone() for k, v in state.items() if not k.endswith(".attn.bias")}
+    state = {k: v.to(torch.float32, copy=True) for k, v in state.items() if not k.endswith(".attn.bias")}
     try:
         model = GPT2.from_state_dict(cfg, state)
     except (RuntimeError, ValueError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise GptlabError(f"{ref.path}: weights do not match model_args ({' '.join(lines[:2])[:200]})") from None
     config = ck.get("config") if isinstance(ck.get("config"), dict) else {}
-    tok = find_tokenizer(ref.path, config.get("dataset"))
+    dataset = config.get("dataset") if isinstance(config.get("dataset"), str) else None
+    tok = find_tokenizer(ref.path, dataset)
     best = ck.get("best_val_loss")
+    best = float(best) if isinstance(best, float) or (isinstance(best, torch.Tensor) and best.numel() == 1) \
+        else None
     info = ModelInfo(
         format="nanogpt", path=str(ref.path), run=ref.run, step=ref.step, family="gpt2",
         params=model.num_params(), vocab_size=cfg.vocab_size, context=cfg.sequence_len,
         tokens_seen=ref.tokens_seen, weights_hash=tensors_hash(state), tokenizer_hash=tok.identity(),
-        config=dict(args),
-        meta={"best_val_loss": float(best)} if isinstance(best, (float, torch.Tensor)) else {})
+        config=dict(args), meta={"best_val_loss": best} if best is not None else {})
     return LoadedModel(model.to(device), tok, info)

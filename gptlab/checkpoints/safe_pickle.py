@@ -86,10 +86,17 @@ def load_pickle(path: str | Path):
 
 
 def load_torch(path: str | Path, mmap: bool = False):
-    """torch.load(weights_only=True) with every failure as a one-line GptlabError naming the file."""
+    """torch.load(weights_only=True) with every failure as a one-line GptlabError naming the file. With `mmap`,
+    tensors are mapped, not read (their shapes can be checked first); a file in torch's legacy format, which
+    cannot be mapped, is read whole instead (at most its size)."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as e:
+            if not (mmap and "mmap can only be used with files saved with" in str(e)):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError/UnpicklingError/EOFError/... for bad files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Weights only load failed" in msg:

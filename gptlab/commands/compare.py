@@ -80,7 +80,7 @@ def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite:
                  temperatures=temps, **eval_kw)
     elif not Path(db).is_file():
         raise GptlabError(f"{db}: no results store here")
-    store = Store(db)
+    store = Store(db, readonly=True)
     try:
         rows = [_stored_row(store, refs[t]) if refs[t] is not None and evaluate_missing else None for t in targets]
         rows = [r if r is not None else pick(store, t) for t, r in zip(targets, rows)]

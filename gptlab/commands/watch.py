@@ -7,12 +7,15 @@ complete checkpoints (gptlab writes each one into a temporary folder and renames
 not seen before go to the evaluation library (gptlab.evaluate.job.evaluate), which stores bpb, samples and
 findings; then the report is rewritten. Evaluation skips work already in the store, so restarting a watch is
 cheap, and each stored unit is one transaction, so Ctrl-C at any moment leaves a consistent store and the
-previous complete report. This is the only place where reporting and evaluation meet: the report itself
-stays a pure reader of the store.
+previous complete report. A run directory that disappears ends the watch with a one-line error (exit 2).
+This is the only place where reporting and evaluation meet: the report itself stays a pure reader of the store.
+
+    python -m pytest tests/test_watch.py
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -25,12 +28,16 @@ from gptlab.evaluate.job import evaluate
 from gptlab.report import write_report
 from gptlab.store import Store
 
+MAX_INTERVAL_S = 86400          # a day; time.sleep overflows on absurd values
+
 
 def _complete_checkpoints(run_dir: Path) -> list:
     try:
         return discover(run_dir)
     except GptlabError:
         return []                       # nothing saved yet (or not yet recognisable): keep waiting
+    except OSError:
+        return []                       # the folder vanished while listed: the next poll says so
 
 
 def _default_evaluate(paths: list[str], *, db: str) -> None:
@@ -73,12 +80,15 @@ def _say(msg: str) -> None:
 
 def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, sleep=time.sleep,
           max_polls: int | None = None, echo=_say) -> int:
-    """Poll until Ctrl-C (or `max_polls`, for tests); returns the exit status, 0 on a clean stop."""
+    """Poll until Ctrl-C (or `max_polls`, for tests); returns the exit status, 0 on a clean stop. Raises
+    GptlabError (one line, exit 2) for an interval that is not a finite number in (0, a day], and when the run
+    directory disappears while it is watched."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise GptlabError(f"{run_dir}: not a folder (watch needs a training run directory)")
-    if interval <= 0:
-        raise GptlabError(f"--interval {interval}: must be a positive number of seconds")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not math.isfinite(interval) \
+            or not 0 < interval <= MAX_INTERVAL_S:
+        raise GptlabError(f"--interval {interval}: must be a positive number of seconds, at most {MAX_INTERVAL_S}")
     out = Path(out) if out else run_dir / "report"
     evaluate = evaluate or _default_evaluate
     done: set[str] = set()
@@ -89,6 +99,8 @@ def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, 
             echo(f"watching {run_dir} every {interval:g} s for new checkpoints (Ctrl-C stops); report: "
                  f"{out / 'index.html'}")
             while True:
+                if not run_dir.is_dir():
+                    raise GptlabError(f"run directory {run_dir} is gone (deleted or moved); stopped watching")
                 new = [r for r in _complete_checkpoints(run_dir) if str(r.path) not in done]
                 if new:
                     echo(f"new checkpoint{'s' if len(new) > 1 else ''}: " + ", ".join(r.label for r in new))

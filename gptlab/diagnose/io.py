@@ -1,19 +1,29 @@
 """Reading samples from JSONL (whatever produced them) and rendering diagnoses as a table.
 
     gptlab diagnose samples.jsonl            (table)       gptlab diagnose samples.jsonl --json
-    python -m pytest tests/test_diagnose_cli.py
 
 Input, one JSON object per line: {"id", "domain", "language"?, "prompt", "completion", "code_prefix"?,
 "tests"?, "requires"?, "schema"?, "entry_point"?, "probe"?, "max_tokens"?, "temperature"?}. Extra keys are
 ignored (a labelled file's "labels" too). A line that cannot be read is not fatal: it becomes an
 `InputError` with its line number and the problem, reported in the output in that line's place, so one
 bad line among thousands costs one row, not the run. Bytes that are not UTF-8 are replaced (U+FFFD) and
-noted in the diagnosis (`evidence.input`). A file that cannot be opened is a GptlabError.
+noted in the diagnosis (`evidence.input`); a null prompt or completion is read as empty, as the detectors
+read it. A line longer than MAX_LINE_BYTES (8 MiB) becomes an InputError without being held in memory (it
+is read past in 1 MiB chunks). The table shows what it cannot print (unpaired surrogates, control
+characters in an id, domain or probe name) as U+FFFD; the JSON output escapes it. A file that cannot be
+opened, or is not a regular file (a directory, a FIFO, /dev/zero), is a GptlabError; so is a file in
+which no line is a valid sample (`require_samples`): a run that diagnosed nothing does not succeed.
+
+    python -m pytest tests/test_diagnose_cli.py tests/test_fuzz_inputs.py
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +34,15 @@ from gptlab.diagnose.types import Diagnosis, Sample
 from gptlab.errors import GptlabError
 
 _TEXT_FIELDS = ("prompt", "completion", "code_prefix", "tests", "schema", "entry_point", "language")
+# A sample line is a few KB (the detectors read 64,000 characters of a completion); a line over this many
+# bytes is a runaway or a file that is not JSONL, and is skipped unread.
+MAX_LINE_BYTES = 8 * 2**20
+_CHUNK = 2**20
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = {c: "\ufffd" for c in (*range(0x20), 0x7f) if chr(c) not in "\n\t"}
+MAX_WARNINGS = 10      # unreadable lines named one by one; the rest are counted
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO or pipe"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass
@@ -56,6 +75,8 @@ def sample_from_dict(row: dict) -> Sample:
     for name in ("id", "domain", "prompt", "completion"):
         if name not in row:
             raise ValueError(f"missing field {name!r}")
+    if row["prompt"] is None or row["completion"] is None:      # null: as the detectors read it, empty
+        row = {**row, "prompt": row["prompt"] or "", "completion": row["completion"] or ""}
     tests = row.get("tests")
     if isinstance(tests, list) and all(isinstance(t, str) for t in tests):
         row = {**row, "tests": "\n".join(tests) + "\n"}     # one statement per item
@@ -77,17 +98,41 @@ def sample_from_dict(row: dict) -> Sample:
 
 
 def read_lines(path: str | Path):
-    """Yields an InputLine per non-blank line of a JSONL file."""
+    """Yields an InputLine per non-blank line of a JSONL file (a regular file; GptlabError otherwise)."""
     path = Path(path)
     try:
-        f = open(path, "rb")
+        # O_NONBLOCK: opening a FIFO with no writer must not hang before we can tell it is not a file
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise GptlabError(f"{path}: cannot read ({e.strerror})") from None
-    with f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            yield _read_line(number, raw)
+    except ValueError as e:                                   # a NUL in the path
+        raise GptlabError(f"{path!r}: cannot read ({e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise GptlabError(f"{path}: is {kind}, not a file of samples; write the samples to a JSONL file")
+    with os.fdopen(fd, "rb") as f:
+        for number, raw in _bounded_lines(f):
+            if raw is None:
+                limit = f"{MAX_LINE_BYTES >> 20} MiB" if MAX_LINE_BYTES % 2**20 == 0 else f"{MAX_LINE_BYTES:,} bytes"
+                message = f"line {number}: longer than {limit}; skipped unread"
+                yield InputLine(number, None, InputError(number, f"<line {number}>", message))
+            elif raw.strip():
+                yield _read_line(number, raw)
+
+
+def _bounded_lines(f):
+    """(number, bytes) per line, or (number, None) for a line over MAX_LINE_BYTES, read past in chunks."""
+    number = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield number, raw
+            continue
+        while (rest := f.readline(_CHUNK)) and not rest.endswith(b"\n"):
+            pass
+        yield number, None
 
 
 def _read_line(number: int, raw: bytes) -> InputLine:
@@ -106,15 +151,44 @@ def _read_line(number: int, raw: bytes) -> InputLine:
                                                   f"line {number}: {e}"))
     return InputLine(number, sample, None,
                probe=obj["probe"] if isinstance(obj.get("probe"), str) else None,
-               max_tokens=obj["max_tokens"] if isinstance(obj.get("max_tokens"), int) else None,
-               temperature=obj["temperature"] if isinstance(obj.get("temperature"), (int, float)) else None,
+               max_tokens=obj["max_tokens"] if _is_number(obj.get("max_tokens"), int) else None,
+               temperature=obj["temperature"] if _is_number(obj.get("temperature"), (int, float)) else None,
                notes=notes)
 
 
+def require_samples(path, rows: list[InputLine]) -> str | None:
+    """GptlabError when no line of the file at `path` is a valid sample; else a note on the lines skipped, or
+    None when every line is a sample."""
+    if not rows:
+        raise GptlabError(f"{path}: no samples (the file has no non-blank line)")
+    bad = sum(1 for r in rows if r.sample is None)
+    if bad == len(rows):
+        raise GptlabError(f"{path}: no line is a valid sample ({bad} line{'s' * (bad != 1)} read, none usable); "
+                          f"expected one JSON object per line with id, domain, prompt, completion")
+    if bad:
+        return f"{bad} of {len(rows)} lines skipped: not valid samples (input errors in the output)"
+    return None
+
+
+def _is_number(value, kind) -> bool:
+    """A JSON number of `kind` that a table can print and the roll-up can group by (not true/false, NaN)."""
+    return isinstance(value, kind) and not isinstance(value, bool) and not (isinstance(value, float) and
+                                                                           math.isnan(value))
+
+
 def diagnose_file(path: str | Path, *, execute: bool = True, unsafe_exec: bool = False, workers: int | None = None,
-                  progress=None) -> tuple[list[InputLine], list[Diagnosis | InputError]]:
-    """Every line of a JSONL file diagnosed, in order; unreadable lines come back as InputError."""
+                  progress=None, warn=None) -> tuple[list[InputLine], list[Diagnosis | InputError]]:
+    """Every line of a JSONL file diagnosed, in order; unreadable lines come back as InputError.
+
+    `warn(message)` hears the first MAX_WARNINGS unreadable lines and how many were skipped; a file with no
+    valid sample raises GptlabError (after the warnings) instead of returning a run that did nothing."""
     rows = list(read_lines(path))
+    if warn is not None:
+        for row in [r for r in rows if r.error is not None][:MAX_WARNINGS]:
+            warn(row.error.message)
+    note = require_samples(path, rows)
+    if note and warn is not None:
+        warn(note)
     found = iter(diagnose_many([r.sample for r in rows if r.sample is not None], execute=execute,
                                unsafe_exec=unsafe_exec, workers=workers, progress=progress))
     results = []
@@ -215,8 +289,10 @@ def render_rollup(summary) -> str:
 
 
 def render_report(rows: list[InputLine], results: list) -> str:
+    """The table and the roll-up, printable: an id or probe name from the file cannot break the encoding
+    (unpaired surrogates) or the terminal (control characters); both become U+FFFD."""
     text = render_table(rows, results)
     good = rollup_input(rows, results)
     if good:
         text += "\n" + render_rollup(rollup(good))
-    return text
+    return _SURROGATE.sub("\ufffd", text).translate(_CONTROL)

@@ -3,7 +3,7 @@
     gptlab eval runs/demo                                 the run's own validation domains
     gptlab eval ckpt.pt --bpb code=val.jsonl --json       domains of your own (.txt: one document,
                                                           .jsonl: one document per line in "text")
-    python -m pytest tests/test_eval.py -k "domains or json_lines"
+    python -m pytest tests/test_eval.py -k "domains or json_lines or without_text"
 
 Domains, in order of precedence:
 1. `--bpb NAME=FILE` (repeatable; several files under one NAME are one domain): only these are scored;
@@ -11,7 +11,9 @@ Domains, in order of precedence:
 3. any other checkpoint: the sample corpus shipped with gptlab, one domain per gptlab/corpus/NAME.val.jsonl
    (code_python, code_go, code_javascript, code_java, code_sql, web_en, finance_sec).
 A result is stored under (weights hash, domain, content hash of the files, protocol version): the same
-model on the same bytes is never scored twice, and an edited file is scored again.
+model on the same bytes is never scored twice, and an edited file is scored again. A `--bpb` file is read
+through once before any model is loaded: an empty, binary (not UTF-8) or malformed one is a one-line error
+(exit 2), never a skipped domain; a run's or the shipped corpus's missing file is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gptlab.data import source_hash
+from gptlab.data import iter_documents, source_hash
 from gptlab.errors import GptlabError
 from gptlab.evaluate.bpb import PROTOCOL_VERSION, read_documents, score_documents
 
@@ -51,8 +53,24 @@ def parse_bpb_args(items) -> list[Domain]:
             raise GptlabError(f"--bpb {item!r}: {path}: no such file")
         if path.suffix.lower() not in (".txt", ".jsonl", ".parquet", ".md", ".text"):
             raise GptlabError(f"--bpb {item!r}: {path}: use a .txt (one document) or .jsonl (one per line) file")
+        _check_text(item, path)
         out.setdefault(name, []).append(str(path.resolve()))
     return [Domain(n, f) for n, f in out.items()]
+
+
+def _check_text(item: str, path: Path) -> None:
+    """A file you named must hold text: it is read through once (.jsonl line by line) before any model is
+    loaded, so that an empty or binary file — or a bad line anywhere — is a one-line error, not a domain
+    skipped with exit status 0 after the model was loaded."""
+    try:
+        docs = sum(1 for _ in iter_documents(path))
+    except GptlabError as e:             # not UTF-8 / not JSON, naming the line
+        raise GptlabError(f"--bpb {item!r}: {e}") from None
+    except OSError as e:
+        raise GptlabError(f"--bpb {item!r}: {path}: cannot read ({e.strerror})") from None
+    if not docs:
+        raise GptlabError(f"--bpb {item!r}: {path}: no text in the file (empty, or only blank lines / "
+                          f"empty \"text\" fields)")
 
 
 def corpus_domains() -> list[Domain]:

@@ -93,10 +93,8 @@ def sample_suite(store, engine: Engine, weights_hash: str, suite, *, temperature
                                 "temperature": r.temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
                                 "sample_index": r.index, "max_tokens": n,
                                 "completion": engine.tokenizer.decode(ids), "n_tokens": len(ids)})
-        store.put_samples(records)                 # the whole batch, one transaction
-        counts.generated_rows += len(todo)
-        counts.written += sum((rows[j].index, n) not in have[rows[j].probe.name, rows[j].temperature]
-                              for j in todo for n in lengths)
+        counts.written += store.put_samples(records)      # the whole batch, one transaction; a row a
+        counts.generated_rows += len(todo)                 # concurrent job stored first is not counted
         if on_rows is not None:
             on_rows(len(todo))
     return counts

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from gptlab.models.kv_cache import KVCache
 
+ROTARY_PREBUILT = 8192      # positions of rotary tables a loaded model starts with; more are added on demand
+
 
 @dataclass
 class GPTConfig:
@@ -109,17 +111,33 @@ class GPT(nn.Module):
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
             h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        head_dim = cfg.n_embd // cfg.n_head
         # rotary tables cover twice the training context so sampling may run a little past it
-        cos, sin = self._rotary(2 * cfg.sequence_len, head_dim, cfg.rope_base)
+        self.rotary_limit = 2 * cfg.sequence_len
+        cos, sin = self._rotary(self.rotary_limit, cfg.n_embd // cfg.n_head, cfg.rope_base)
         self.register_buffer("cos", cos, persistent=False)                        # (1, 1, 2T, D/2)
         self.register_buffer("sin", sin, persistent=False)
 
     @staticmethod
-    def _rotary(length, head_dim, base):
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        freqs = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    def _rotary(length, head_dim, base, device=None):
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+        freqs = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)
         return freqs.cos()[None, None], freqs.sin()[None, None]
+
+    @classmethod
+    def from_state_dict(cls, cfg: GPTConfig, state: dict) -> GPT:
+        """Build on the meta device (no random init, no memory), take the tensors of `state` as they are, then
+        compute the rotary tables on their device for the first ROTARY_PREBUILT positions only: `hidden`
+        extends them on demand, so a checkpoint's sequence_len alone allocates nothing."""
+        with torch.device("meta"):
+            model = cls(cfg)
+        model.load_state_dict(state, strict=True, assign=True)
+        model._grow_rotary(min(model.rotary_limit, ROTARY_PREBUILT), model.lm_head.weight.device)
+        return model.eval()
+
+    def _grow_rotary(self, length: int, device=None) -> None:
+        """Rotary tables for `length` positions (the values of a position do not depend on the length)."""
+        c = self.config
+        self.cos, self.sin = self._rotary(length, c.n_embd // c.n_head, c.rope_base, device or self.cos.device)
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0):
@@ -148,7 +166,9 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cos.shape[2]:
-            raise ValueError(f"sequence of {start + T} tokens exceeds the rotary table ({self.cos.shape[2]})")
+            if start + T > self.rotary_limit:
+                raise ValueError(f"sequence of {start + T} tokens exceeds the rotary table ({self.rotary_limit})")
+            self._grow_rotary(min(self.rotary_limit, max(start + T, 2 * self.cos.shape[2])))
         cos = self.cos[:, :, start:start + T].to(self.transformer.wte.weight.dtype)
         sin = self.sin[:, :, start:start + T].to(self.transformer.wte.weight.dtype)
         x = rms_norm(self.transformer.wte(idx))                                      # (B, T, C)

@@ -3,7 +3,9 @@
     gptlab models peers/hf_gpt2                  # lists folders with config.json + *.safetensors
     python -m pytest tests/test_checkpoints_hf.py
 
-`load_hf_causal_lm(folder)` reads a local folder only (never the Hub) and wraps the model as a `CausalLM`
+`hf_skeleton(hf_config(folder))` builds the model a folder's config.json describes on the meta device, for
+gptlab/checkpoints/hf.py to check against the weights' headers; only then does `load_hf_causal_lm(folder)`
+read the weights. Both read a local folder only (never the Hub); the model is wrapped as a `CausalLM`
 (gptlab/models/__init__.py): `forward(idx, cache, logits_from)` returns float32 logits and `new_cache` hands
 out an `HFCache`, a thin wrapper over transformers' DynamicCache with the `Cache` surface the evaluators use
 (pos, advance, expand, select).
@@ -20,6 +22,8 @@ import torch
 import torch.nn as nn
 
 from gptlab.errors import GptlabError
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")   # the first one set is the context
 
 
 def _transformers():
@@ -66,8 +70,7 @@ class HFCausalLM(nn.Module):
         self.vocab_size = hf_model.get_output_embeddings().weight.shape[0]
         # most causal LMs take logits_to_keep (skip the head on positions nobody reads); older ones do not
         self._keeps = "logits_to_keep" in inspect.signature(hf_model.forward).parameters
-        self.sequence_len = next((getattr(cfg, k) for k in ("max_position_embeddings", "n_positions", "n_ctx",
-                                                             "seq_length") if getattr(cfg, k, None)), 2048)
+        self.sequence_len = hf_context(cfg)
 
     def forward(self, idx: torch.Tensor, cache: HFCache | None = None, logits_from: int = 0) -> torch.Tensor:
         """idx (B, T) -> logits (B, T - logits_from, V) float32."""
@@ -92,17 +95,50 @@ class HFCausalLM(nn.Module):
         return sum(p.numel() for p in self.hf.parameters())
 
 
-def load_hf_causal_lm(folder: str | Path, device: str = "cpu") -> HFCausalLM:
-    """The causal LM in a local transformers folder (config.json + safetensors), float32, in eval mode."""
+def hf_context(config, where: str | Path = "config.json") -> int:
+    """The context a transformers config states (its first context field that is set; 2048 when none is),
+    which must be a positive integer."""
+    key = next((k for k in CONTEXT_KEYS if getattr(config, k, None) is not None), None)
+    if key is None:
+        return 2048
+    v = getattr(config, key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise GptlabError(f"{where}: {key} is {v!r:.40}: expected a positive integer")
+    return v
+
+
+def hf_config(folder: str | Path):
+    """The transformers config of a local folder; one transformers refuses is a GptlabError naming the file."""
+    transformers = _transformers()
+    folder = Path(folder)
+    try:
+        return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - transformers raises OSError/ValueError/KeyError/... for bad configs
+        raise GptlabError(f"{folder / 'config.json'}: transformers cannot read this config ({_first_line(e)})") \
+            from None
+
+
+def hf_skeleton(config) -> nn.Module:
+    """The causal LM `config` describes, built on the meta device: shapes only, no memory. The model class's
+    own errors propagate (the caller names the file)."""
+    with torch.device("meta"):
+        return _transformers().AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def load_hf_causal_lm(folder: str | Path, device: str = "cpu", config=None) -> HFCausalLM:
+    """The causal LM in a local transformers folder (config.json + safetensors), float32, in eval mode.
+    Callers check `hf_skeleton(config)` against the weights' headers first (gptlab/checkpoints/hf.py does):
+    transformers allocates and randomly fills whatever the config describes and the file lacks."""
     transformers = _transformers()
     folder = Path(folder)
     try:
         model, info = transformers.AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False, dtype=torch.float32,
+            str(folder), config=config, local_files_only=True, trust_remote_code=False, dtype=torch.float32,
             output_loading_info=True)
+    except MemoryError:
+        raise
     except Exception as e:  # noqa: BLE001 - transformers raises OSError/ValueError/KeyError/... for bad folders
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise GptlabError(f"{folder}: transformers cannot load this model ({msg[:160]})") from None
+        raise GptlabError(f"{folder}: transformers cannot load this model ({_first_line(e)})") from None
     # transformers fills absent tensors with random values and only warns: an evaluator must refuse that.
     bad = list(info.get("missing_keys") or []) + [str(k[0] if isinstance(k, tuple) else k)
                                                   for k in info.get("mismatched_keys") or []]
@@ -110,3 +146,8 @@ def load_hf_causal_lm(folder: str | Path, device: str = "cpu") -> HFCausalLM:
         raise GptlabError(f"{folder}: the weights file lacks or misshapes {len(bad)} tensors the config needs "
                           f"(e.g. {', '.join(sorted(bad)[:3])})")
     return HFCausalLM(model.to(device).eval())
+
+
+def _first_line(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:160]

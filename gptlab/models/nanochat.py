@@ -31,6 +31,7 @@ QK_SCALE = 1.2
 ROPE_BASE = 100_000
 SMEAR_CHANNELS = 24
 VE_GATE_CHANNELS = 12
+ROTARY_PREBUILT = 8192      # rotary positions a loaded model starts with; more are added on demand
 
 
 @dataclass
@@ -63,12 +64,14 @@ def window_sizes(cfg: NanochatConfig) -> list[int]:
     return sizes
 
 
-def rotary_tables(cfg: NanochatConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (1, 10 * sequence_len, 1, D/2) in float32. nanochat precomputes 10x the training length;
-    positions past that are refused, not extrapolated."""
+def rotary_tables(cfg: NanochatConfig, device=None, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (1, length, 1, D/2) in float32, by default 10 * sequence_len positions: nanochat precomputes
+    10x the training length; positions past that are refused, not extrapolated. A position's values do not
+    depend on `length`, so the tables may be built short and extended."""
     head_dim = cfg.n_embd // cfg.n_head
+    length = 10 * cfg.sequence_len if length is None else length
     inv_freq = 1.0 / ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
-    freqs = torch.outer(torch.arange(10 * cfg.sequence_len, dtype=torch.float32, device=device), inv_freq)
+    freqs = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)
     return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
 
@@ -192,17 +195,21 @@ class NanochatGPT(nn.Module):
         self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(padded, cfg.n_kv_head * head_dim)
                                            for i in range(cfg.n_layer) if has_value_embedding(i, cfg.n_layer)})
         self.windows = window_sizes(cfg)
+        self.rotary_limit = 10 * cfg.sequence_len
         cos, sin = rotary_tables(cfg)
         self.register_buffer("cos", cos, persistent=False)                  # (1, 10 T, 1, D/2)
         self.register_buffer("sin", sin, persistent=False)
 
     @classmethod
     def from_state_dict(cls, cfg: NanochatConfig, state: dict) -> NanochatGPT:
-        """Build without a random init (on the meta device), then take the tensors of `state` as they are."""
+        """Build without a random init (on the meta device), then take the tensors of `state` as they are.
+        The rotary tables start with ROTARY_PREBUILT positions and `hidden` extends them on demand (up to
+        10 * sequence_len), so a checkpoint's sequence_len alone allocates nothing."""
         with torch.device("meta"):
             model = cls(cfg)
         model.load_state_dict(state, strict=True, assign=True)
-        model.cos, model.sin = rotary_tables(cfg, device=model.lm_head.weight.device)
+        model.cos, model.sin = rotary_tables(cfg, model.lm_head.weight.device,
+                                             min(model.rotary_limit, ROTARY_PREBUILT))
         return model.eval()
 
     def forward(self, idx: torch.Tensor, cache: NanochatCache | None = None, logits_from: int = 0):
@@ -214,7 +221,10 @@ class NanochatGPT(nn.Module):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.cos.shape[1]:
-            raise ValueError(f"{start + T} positions > the {self.cos.shape[1]} rotary positions nanochat allows")
+            if start + T > self.rotary_limit:
+                raise ValueError(f"{start + T} positions > the {self.rotary_limit} rotary positions nanochat allows")
+            self.cos, self.sin = rotary_tables(self.config, self.cos.device,
+                                               min(self.rotary_limit, max(start + T, 2 * self.cos.shape[1])))
         dtype = self.lm_head.weight.dtype
         cos_sin = (self.cos[:, start:start + T].to(dtype), self.sin[:, start:start + T].to(dtype))
 

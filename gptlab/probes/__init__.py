@@ -23,7 +23,9 @@ A suite file has a `name`, a `version` and a list of `[[probes]]` tables. A prob
     twin_of      optional: the short probe this one is the long-prompt twin of (same task, more context),
                  so the effect of prompt length can be measured
 
-Unknown keys and bad values are errors naming the probe and the field. A probe's identity (`probe_hash`)
+Unknown keys and bad values are errors naming the probe and the field, in one line whatever the file holds
+(text from it is quoted with control characters escaped; a file over MAX_FILE_BYTES, or one that is not a
+regular file, is refused unread; tests/test_fuzz_inputs.py fuzzes this). A probe's identity (`probe_hash`)
 is a hash of everything that changes what is sampled or how it is judged (not `description`, not
 `twin_of`, not the suite's name or version): editing one probe resamples that probe only, and a probe
 shared by two suites is sampled once.
@@ -34,7 +36,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import re
+import stat
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +50,8 @@ SUITES_DIR = Path(__file__).parent / "suites"
 LANGUAGES = ("python", "go", "javascript", "jsx", "sql", "java")
 _NAME = re.compile(r"^[a-z0-9_]+$")
 _SUITE_KEYS = {"name", "version", "description", "probes"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_FILE_BYTES = 4 * 2**20       # the default suite is ~15 KB; more is not a suite
 # Keys that define a probe's identity; description and twin_of are presentation only.
 _HASHED = ("name", "domain", "prompt", "language", "code_prefix", "tests", "entry_point", "requires", "schema")
 
@@ -92,6 +98,13 @@ class Suite:
         raise KeyError(name)
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """Text from the file, fit for a one-line message: cut to `limit` characters, control characters (and
+    anything else not printable: line breaks, unpaired surrogates) escaped as in a Python literal."""
+    short = text if len(text) <= limit else text[:limit - 3] + "..."
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in short)
+
+
 def _field(probe: str, key: str, value, kind, where: str):
     if not isinstance(value, kind) or isinstance(value, bool):
         want = {str: "a string", list: "a list of strings"}[kind]
@@ -103,11 +116,11 @@ def _probe(raw, index: int, where: str) -> Probe:
     if not isinstance(raw, dict):
         raise GptlabError(f"{where}: probes entry #{index + 1} is not a table")
     name = raw.get("name")
-    label = name if isinstance(name, str) and name else f"#{index + 1}"
+    label = _shown(name) if isinstance(name, str) and name else f"#{index + 1}"
     keys = {f for f in Probe.__dataclass_fields__}
     unknown = sorted(set(raw) - keys)
     if unknown:
-        raise GptlabError(f"{where}: probe '{label}' has unknown field '{unknown[0]}' "
+        raise GptlabError(f"{where}: probe '{label}' has unknown field '{_shown(unknown[0])}' "
                           f"(known: {', '.join(sorted(keys))})")
     for key in ("name", "domain", "prompt"):
         if key not in raw:
@@ -115,7 +128,7 @@ def _probe(raw, index: int, where: str) -> Probe:
     vals = {}
     for key, value in raw.items():
         vals[key] = _field(label, key, value, list if key == "requires" else str, where)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise GptlabError(f"{where}: probe '{label}' field 'name' must use only a-z, 0-9 and _")
     if not vals["domain"].strip():
         raise GptlabError(f"{where}: probe '{name}' field 'domain' is empty")
@@ -157,8 +170,8 @@ def _check_requires(name, requires, lang, where) -> None:
     known = missing_requirement.known(lang)
     unknown = [r for r in requires if r not in known]
     if unknown:
-        raise GptlabError(f"{where}: probe '{name}' field 'requires': unknown construct '{unknown[0]}' for {lang} "
-                          f"(known: {', '.join(known)})")
+        raise GptlabError(f"{where}: probe '{name}' field 'requires': unknown construct '{_shown(unknown[0])}' "
+                          f"for {lang} (known: {', '.join(known)})")
 
 
 def _check_tests(name, tests, lang, prefix, entry, where) -> str:
@@ -169,7 +182,10 @@ def _check_tests(name, tests, lang, prefix, entry, where) -> str:
         tree = ast.parse(tests)
     except SyntaxError as e:
         raise GptlabError(f"{where}: probe '{name}' field 'tests' is not valid Python (line {e.lineno}: "
-                          f"{e.msg})") from None
+                          f"{_shown(str(e.msg), 120)})") from None
+    except (MemoryError, RecursionError):        # the parser's own limits: deep nesting, long operator chains
+        raise GptlabError(f"{where}: probe '{name}' field 'tests' is nested too deeply for the Python "
+                          f"parser") from None
     if not any(isinstance(n, ast.Assert) for n in ast.walk(tree)):
         raise GptlabError(f"{where}: probe '{name}' field 'tests' has no assert statement")
     if entry is None:
@@ -185,13 +201,19 @@ def _check_tests(name, tests, lang, prefix, entry, where) -> str:
 
 
 def parse_suite(text: str, where: str) -> Suite:
+    if (bad := _SURROGATE.search(text)) is not None:       # only a caller's str can hold one, not a file
+        line = text.count("\n", 0, bad.start()) + 1
+        raise GptlabError(f"{where}: not text (an unpaired surrogate on line {line})")
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise GptlabError(f"{where}: invalid TOML ({e})") from None
+    except ValueError as e:       # TOMLDecodeError, or an integer of over 4,300 digits
+        raise GptlabError(f"{where}: invalid TOML ({_shown(str(e).split(': value has')[0], 200)})") from None
+    except RecursionError:
+        raise GptlabError(f"{where}: invalid TOML (arrays or tables nested too deeply)") from None
     unknown = sorted(set(raw) - _SUITE_KEYS)
     if unknown:
-        raise GptlabError(f"{where}: unknown top-level key '{unknown[0]}' (known: {', '.join(sorted(_SUITE_KEYS))})")
+        raise GptlabError(f"{where}: unknown top-level key '{_shown(unknown[0])}' "
+                          f"(known: {', '.join(sorted(_SUITE_KEYS))})")
     for key in ("name", "version"):
         if key not in raw:
             raise GptlabError(f"{where}: missing top-level key '{key}'")
@@ -200,6 +222,8 @@ def parse_suite(text: str, where: str) -> Suite:
         raise GptlabError(f"{where}: 'version' must be a non-empty string or integer")
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         raise GptlabError(f"{where}: 'name' must be a non-empty string")
+    if not isinstance(raw.get("description", ""), str):
+        raise GptlabError(f"{where}: 'description' must be a string")
     items = raw.get("probes")
     if not isinstance(items, list) or not items:
         raise GptlabError(f"{where}: no [[probes]]: a suite needs at least one probe")
@@ -220,17 +244,30 @@ def load_suite(name_or_path: str | Path = "default") -> Suite:
     p = Path(name_or_path)
     if not p.is_file():
         shipped = SUITES_DIR / f"{name_or_path}.toml"
-        if not shipped.is_file():
+        if shipped.is_file():
+            p = shipped
+        elif os.path.lexists(p):
+            raise GptlabError(f"{p}: not a suite file (a directory, FIFO or device, not a regular file)")
+        else:
             names = ", ".join(sorted(q.stem for q in SUITES_DIR.glob("*.toml")))
-            raise GptlabError(f"{name_or_path}: no such suite file or shipped suite (shipped: {names})")
-        p = shipped
+            raise GptlabError(f"{_shown(str(name_or_path), 200)}: no such suite file or shipped suite "
+                              f"(shipped: {names})")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise GptlabError(f"{p}: not UTF-8 text") from None
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)     # if it became a FIFO since, it must not block
     except OSError as e:
         raise GptlabError(f"{p}: cannot read ({e.strerror})") from None
-    return parse_suite(text, str(p))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise GptlabError(f"{p}: not a suite file (not a regular file)")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise GptlabError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB; not a suite file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GptlabError(f"{p}: not UTF-8 text") from None
+    return parse_suite(text.replace("\r\n", "\n").replace("\r", "\n"), str(p))   # newlines as read_text
 
 
 def describe(suite: Suite, full: bool = False) -> str:
