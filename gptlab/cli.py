@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from gptlab import __version__
-from gptlab.checkpoints.listing import list_checkpoints, render
+from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
+from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
 from gptlab.store import Store
 
@@ -222,13 +223,18 @@ def _probes(args):
 def _models_args(p):
     p.add_argument("path", metavar="PATH", help="checkpoint file, checkpoint folder, run directory, or a folder "
                    "of them")
+    p.add_argument("--json", action="store_true", help="one JSON object per checkpoint on stdout instead of the "
+                   "table (fields: README)")
 
 
 @runs("models")
 def _models(args):
     infos, errors = list_checkpoints(args.path)
     if infos:
-        render(infos)
+        if args.json:
+            print(json_lines(infos))
+        else:
+            render(infos)
     for e in errors:
         print(f"gptlab: error: {e}", file=sys.stderr)
     return 2 if errors else 0
@@ -252,6 +258,8 @@ def _compare_args(p):
                         "else the shipped corpus); repeatable")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    p.add_argument("--json", action="store_true", help="print the comparison's rows (and claims) as one JSON "
+                   "document instead of the tables (fields: docs/compare.md); the page is still written")
 
 
 @runs("compare")
@@ -265,10 +273,13 @@ def _compare(args):
                         evaluate_missing=not args.no_eval, bpb_files=args.bpb or None, temperature=args.temperature,
                         resamples=args.resamples, samples=args.samples, seed=args.seed, device=args.device,
                         max_tokens=_numbers(args.max_tokens, int, "--max-tokens"))
-    print_comparison(got["comparison"])
-    if got["claims"] is not None:
-        print_claims(got["claims"])
-    print(f"wrote {got['markdown']} and {got['html']}")
+    if args.json:
+        print(json.dumps(comparison_record(got["comparison"], got["claims"])))
+    else:
+        print_comparison(got["comparison"])
+        if got["claims"] is not None:
+            print_claims(got["claims"])
+    print(f"wrote {got['markdown']} and {got['html']}", file=sys.stderr if args.json else sys.stdout)
 
 
 @command("check", "check the claims of a TOML file against stored results: Statement | Verdict | Evidence")
@@ -279,6 +290,8 @@ def _check_args(p):
     p.add_argument("--fail-on", choices=("false", "inconclusive", "never"), default="false",
                    help="exit status 3 when a claim is false (default), also when one is inconclusive "
                         "('inconclusive'), or never ('never'); 0 otherwise, 2 for a bad file or store")
+    p.add_argument("--json", action="store_true", help="print {title, claims: [statement, verdict, evidence, "
+                   "margin, ...]} as JSON instead of the table (fields: docs/compare.md)")
 
 
 @runs("check")
@@ -297,8 +310,35 @@ def _check(args):
         results = check(claims, store, resamples=args.resamples)
     finally:
         store.close()
-    print_claims(results, claims.title)
+    if args.json:
+        print(json.dumps(check_record(results, claims.title)))
+    else:
+        print_claims(results, claims.title)
     return CLAIMS_FAILED if claims_failed(results, args.fail_on) else 0
+
+
+@command("results", "export the store's results for PATH to other tools: bpb, samples with findings, roll-ups "
+         "(json, csv, parquet)")
+def _results_args(p):
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a run directory (all its checkpoints), checkpoint(s), or a run name in the store")
+    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--format", default="json", metavar="json|csv|parquet", help="json: one document (default); "
+                   "csv, parquet: one file per table (bpb, samples, rollup) into the --out folder")
+    p.add_argument("--out", metavar="FILE_OR_DIR", help="json: a file (default: stdout); csv, parquet: a folder "
+                   "(required)")
+    p.add_argument("--what", default="bpb,samples,rollup", help="tables, comma-separated (default: all three; "
+                   "fields: docs/compare.md)")
+
+
+@runs("results")
+def _results(args):
+    from gptlab.compare.results import export  # deferred: heavy (numpy and tree-sitter via gptlab.diagnose)
+    got = export(args.db, args.paths, fmt=args.format, out=args.out, what=args.what)
+    if isinstance(got, str):
+        sys.stdout.write(got)
+    else:
+        print("wrote " + ", ".join(map(str, got)))
 
 
 @command("diagnose", "find named failure modes in model samples (JSONL), with evidence and metrics")

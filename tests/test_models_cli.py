@@ -1,5 +1,6 @@
-"""`gptlab models PATH`: the table of every checkpoint found, through gptlab.cli.main."""
+"""`gptlab models PATH [--json]`: the table (or JSON lines) of every checkpoint found, through gptlab.cli.main."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,3 +45,29 @@ def test_a_folder_without_checkpoints_is_one_line(tmp_path, capsys):
     assert err.startswith("gptlab: error: ") and "no checkpoint found" in err and "Traceback" not in err
     assert main(["models", str(tmp_path / "missing")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+FIELDS = ["format", "path", "run", "step", "family", "params", "vocab_size", "context", "tokens_seen", "weights_hash"]
+
+
+def test_json_prints_one_object_per_checkpoint_with_the_tables_numbers(capsys):
+    assert main(["models", str(PEERS), "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    got = {r["run"]: r for r in map(json.loads, lines)}
+    assert len(lines) == len(got) == 7
+    assert all(list(r) == FIELDS for r in got.values())
+    d2 = got["d2"]
+    assert (d2["format"], d2["step"], d2["vocab_size"], d2["context"], d2["tokens_seen"]) == \
+        ("nanochat", 60, 2048, 256, 491_520)
+    assert got["gpt2_tiny"]["step"] is None and got["gpt2_tiny"]["vocab_size"] == 50257
+    assert all(len(r["weights_hash"]) >= 16 and Path(r["path"]).exists() for r in got.values())
+
+
+def test_json_keeps_errors_on_stderr_and_exit_2(tmp_path, capsys):
+    shutil.copy(PEERS / "llmc" / "gpt2_tiny_bf16.bin", tmp_path / "good.bin")
+    shutil.copy(PEERS / "llmc" / "tokenizer_stdlib_bpe50257.bin", tmp_path / "tokenizer.bin")
+    (tmp_path / "bad.bin").write_bytes((tmp_path / "good.bin").read_bytes()[:50_000])
+    assert main(["models", str(tmp_path), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["run"] for line in out.splitlines()] == ["good"]
+    assert err.startswith("gptlab: error: ") and "bad.bin" in err and len(err.strip().splitlines()) == 1

@@ -1,6 +1,7 @@
 """What `gptlab models PATH` prints: one row per checkpoint found, in any format.
 
     gptlab models tests/fixtures/peers           # nanoGPT, nanochat, llm.c and transformers checkpoints
+    gptlab models runs/d12 --json                # one JSON object per checkpoint (FIELDS), one per line
     python -m pytest tests/test_models_cli.py
 
 The checkpoints are what `gptlab.checkpoints.discover` finds, the same set every other command sees.
@@ -12,6 +13,7 @@ listed, and the command exits 2.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -19,6 +21,10 @@ from rich.table import Table
 
 from gptlab.checkpoints import ModelInfo, discover_all, load
 from gptlab.errors import GptlabError
+
+# `gptlab models --json`: a stable contract (README, docs/compare.md; tests/test_models_cli.py pins it)
+FIELDS = ("format", "path", "run", "step", "family", "params", "vocab_size", "context", "tokens_seen",
+          "weights_hash")
 
 
 def list_checkpoints(path: str | Path) -> tuple[list[ModelInfo], list[str]]:
@@ -55,3 +61,9 @@ def render(infos: list[ModelInfo], console=None) -> None:
         table.add_row(i.run, i.format, "-" if i.step is None else str(i.step), human(i.params), str(i.vocab_size),
                       str(i.context), human(i.tokens_seen), i.path)
     console.print(table)
+
+
+def json_lines(infos: list[ModelInfo]) -> str:
+    """One JSON object per checkpoint (FIELDS), one per line."""
+    return "\n".join(json.dumps({f: str(i.path) if f == "path" else getattr(i, f) for f in FIELDS})
+                     for i in infos)
