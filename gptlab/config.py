@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.textfile import parse_toml, read_text_file
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 PACKAGE_DIR = Path(__file__).parent
@@ -286,20 +287,14 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise GptlabError(f"{_show(str(name_or_path))}: no such config file or preset (presets: {names})")
 
 
+MAX_CONFIG_BYTES = 4 * 2**20      # a config is a few KB; more is not a config
+
+
 def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> Config:
     """The config of a TOML file or preset with `--set` overrides applied: every value checked (RULES and
     `validate`), data paths resolved against the config's folder and globs expanded."""
     path = resolve_config_path(str(name_or_path))
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise GptlabError(f"{path}: invalid TOML ({_one_line(str(e))})") from None
-    except UnicodeDecodeError:
-        raise GptlabError(f"{path}: not UTF-8 text") from None
-    except RecursionError:
-        raise GptlabError(f"{path}: invalid TOML (nested too deeply)") from None
-    except OSError as e:
-        raise GptlabError(f"{path}: cannot read the config ({e.strerror})") from None
+    raw = parse_toml(read_text_file(path, "config file", MAX_CONFIG_BYTES), str(path))
     for item in overrides:
         apply_override(raw, item)
     raw.setdefault("name", path.stem)
@@ -323,7 +318,7 @@ def apply_override(raw: dict, item: str) -> None:
     key, text = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {text}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (ValueError, RecursionError):      # not TOML, or an integer of over 4,300 digits: a plain string
         value = text
     *parents, last = key.strip().split(".")
     node = raw

@@ -121,6 +121,19 @@ def source_hash(paths: list[str]) -> str:
 _HASHES: dict[tuple, str] = {}
 
 
+def require_writable(folder: str | Path, what: str) -> None:
+    """Create `folder` and prove a file can be written in it, before any work whose output would be lost:
+    a one-line error `FOLDER: cannot write WHAT there (not writable: reason)` otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise GptlabError(f"{folder}: cannot write {what} there (not writable: {e.strerror})") from None
+
+
 def write_error(path: str | Path, e: Exception) -> GptlabError:
     """A failed write as one line naming the file and the cause: `RUN/x: no space left on device (ENOSPC)`.
     Works for OSError and for the libraries that wrap it in their own messages ('... (os error 28)')."""

@@ -31,7 +31,7 @@ import tokenizers
 from tokenizers import Regex, decoders, pre_tokenizers, trainers
 
 from gptlab.config import load_config
-from gptlab.data import iter_training_text, source_hash, write_error
+from gptlab.data import iter_training_text, require_writable, source_hash, write_error
 from gptlab.errors import GptlabError
 
 BOS = "<|bos|>"
@@ -251,7 +251,7 @@ def train_bpe(texts, vocab_size: int, out_dir: str | Path, made_from: dict | Non
         raise GptlabError(f"vocab_size {vocab_size} is too small: a byte-level BPE needs at least 258")
     out = Path(out_dir)
     path = out / "tokenizer.json"
-    _check_writable(out)
+    require_writable(out, "the tokenizer")
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
@@ -285,16 +285,6 @@ def train_bpe(texts, vocab_size: int, out_dir: str | Path, made_from: dict | Non
         tmp.unlink(missing_ok=True)
         raise write_error(path, e) from None
     return path
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise GptlabError(f"{out}: cannot write the tokenizer there ({e.strerror})") from None
 
 
 def _fsync(path: Path) -> None:

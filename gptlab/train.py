@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from gptlab import __version__
 from gptlab.checkpoints import gptlab_run
 from gptlab.config import Config, load_config
-from gptlab.data import BatchSampler, DomainData, iter_training_text, prepare_domains, write_error, write_whole
+from gptlab.data import (BatchSampler, DomainData, iter_training_text, prepare_domains, require_writable, write_error,
+                         write_whole)
 from gptlab.distributed import Dist
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
@@ -75,13 +76,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, is_writer: bool):
                           f"it or --out to start a new run")
     if not is_writer:
         return None
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise GptlabError(f"{run_dir}: output folder is not writable ({e.strerror})") from None
+    require_writable(run_dir, "the run")
     lock = gptlab_run.lock_run_dir(run_dir)
     if lock is None:
         warn(f"{run_dir}: not locked (the file system has no flock): make sure no other training writes here")

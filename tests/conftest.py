@@ -33,3 +33,19 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     train(load_config(TINY), out, progress=False)
     return out
+
+
+# Two probes (a code probe with a test, a prose probe): the small suite the eval tests sample.
+TWO_PROBES = '''[[probes]]
+name = "square"
+domain = "code"
+language = "python"
+prompt = "def square(x):"
+code_prefix = "def square(x):"
+tests = "assert square(3) == 9"
+
+[[probes]]
+name = "water"
+domain = "general"
+prompt = "Water is a molecule made of"
+'''

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from conftest import run_gptlab
+from conftest import TWO_PROBES, run_gptlab
 from gptlab.checkpoints import discover, load
 from gptlab.commands.sample import sample_paths
 from gptlab.engine import Engine, Request, row_seed
@@ -24,22 +24,10 @@ from gptlab.evaluate import job as eval_job
 from gptlab.evaluate.job import evaluate
 from gptlab.probes import load_suite
 
-SUITE = '''name = "small"
+SUITE = f'''name = "small"
 version = "1"
 
-[[probes]]
-name = "square"
-domain = "code"
-language = "python"
-prompt = "def square(x):"
-code_prefix = "def square(x):"
-tests = "assert square(3) == 9"
-
-[[probes]]
-name = "water"
-domain = "general"
-prompt = "Water is a molecule made of"
-
+{TWO_PROBES}
 [[probes]]
 name = "revenue"
 domain = "finance"

@@ -19,25 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TWO_PROBES
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "tests" / "fixtures" / "peers" / "hf_gpt2" / "trained_200steps"     # 0.6 MB, loads in ms
 
-SUITE = '''name = "faults"
+SUITE = f'''name = "faults"
 version = "1"
 
-[[probes]]
-name = "square"
-domain = "code"
-language = "python"
-prompt = "def square(x):"
-code_prefix = "def square(x):"
-tests = "assert square(3) == 9"
-
-[[probes]]
-name = "water"
-domain = "general"
-prompt = "Water is a molecule made of"
-'''
+{TWO_PROBES}'''
 # 2 probes x 3 samples = 6 rows, 2 rows a batch: 3 sample transactions of 4 samples (2 lengths) each
 EVAL = ["--samples", "3", "--max-tokens", "6,12", "--batch-rows", "2", "--no-exec", "--threads", "1"]
 

@@ -11,6 +11,8 @@ import json
 import math
 import tomllib
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,3 +166,18 @@ def test_random_bytes_load_or_fail_in_one_line(tmp_path_factory, raw):
 @given(overrides=st.lists(override_items, min_size=1, max_size=4))
 def test_random_overrides_of_the_tiny_config_load_or_fail_in_one_line(overrides):
     check_load(TINY, overrides)
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_an_integer_of_thousands_of_digits_is_one_line(tmp_path, where):
+    """tomllib raises ValueError, not TOMLDecodeError, for an integer over 4,300 digits."""
+    huge = "9" * 5000
+    if where == "file":
+        path = tmp_path / "big.toml"
+        path.write_text(f"a = {huge}\n")
+        args, match = (path, ()), "invalid TOML"
+    else:
+        args, match = (TINY, (f"train.steps={huge}",)), "train.steps"
+    with pytest.raises(GptlabError, match=match) as e:
+        load_config(*args)
+    assert "\n" not in str(e.value)

@@ -49,16 +49,13 @@ from the file is quoted with its control characters escaped (tests/test_fuzz_inp
 from __future__ import annotations
 
 import math
-import os
-import re
-import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gptlab.compare.measurements import ANY
 from gptlab.diagnose import MODES
 from gptlab.errors import GptlabError
+from gptlab.textfile import parse_toml, read_text_file, shown, shown_repr
 from gptlab.stats import bootstrap as stats
 from gptlab.verdicts import ClaimVerdict
 
@@ -75,7 +72,6 @@ LOWER_IS_BETTER = {"bpb": True, "failure_rate": True, "pass_at_k": False}
 _TOP = {"version", "title", "suite", "temperature", "models", "claims"}
 _CLAIM = {"statement", "comment", "check", "margins"}
 _MARGINS = ("true", "mostly_true", "false")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_FILE_BYTES = 4 * 2**20      # a claims file is a few KB; more is not a claims file
 
 
@@ -108,54 +104,38 @@ class Result:
     comment: str = ""
 
 
-def _shown(text: str, limit: int = 60) -> str:
-    """Text from the file, fit for a one-line message: cut to `limit` characters, control characters (and
-    anything else not printable: line breaks, unpaired surrogates) escaped as in a Python literal."""
-    short = text if len(text) <= limit else text[:limit - 3] + "..."
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in short)
-
-
-def _r(value, limit: int = 120) -> str:
-    """repr(value) for a message, cut to `limit` characters (repr escapes what is not printable)."""
-    try:
-        text = repr(value)
-    except ValueError:                                  # an integer too long to print (over 4,300 digits)
-        text = f"<an integer of {value.bit_length()} bits>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _number(value, where) -> float:
     try:
         number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
     except OverflowError:                               # an integer beyond the range of a float
         number = math.nan
     if not math.isfinite(number):
-        raise GptlabError(f"{where} must be a number, got {_r(value)}")
+        raise GptlabError(f"{where} must be a number, got {shown_repr(value)}")
     return number
 
 
 def _str(value, where) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise GptlabError(f"{where} must be a non-empty string, got {_r(value)}")
+        raise GptlabError(f"{where} must be a non-empty string, got {shown_repr(value)}")
     return value
 
 
 def _int(value, where, low=1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise GptlabError(f"{where} must be a whole number >= {low}, got {_r(value)}")
+        raise GptlabError(f"{where} must be a whole number >= {low}, got {shown_repr(value)}")
     return value
 
 
 def _measure(raw, where, models, with_model=True) -> dict:
     if not isinstance(raw, dict):
-        raise GptlabError(f"{where} must be a table like {{ model = \"A\", metric = \"bpb\" }}, got {_r(raw)}")
+        raise GptlabError(f"{where} must be a table like {{ model = \"A\", metric = \"bpb\" }}, got {shown_repr(raw)}")
     metric = raw.get("metric")
     if not isinstance(metric, str) or metric not in METRICS:
-        raise GptlabError(f"{where}.metric must be one of {', '.join(METRICS)}, got {_r(metric)}")
+        raise GptlabError(f"{where}.metric must be one of {', '.join(METRICS)}, got {shown_repr(metric)}")
     allowed = METRICS[metric] | {"metric"} | ({"model"} if with_model else set())
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise GptlabError(f"{where} has unknown key '{_shown(unknown[0])}' for metric {metric} "
+        raise GptlabError(f"{where} has unknown key '{shown(unknown[0])}' for metric {metric} "
                           f"(known: {', '.join(sorted(allowed))})")
     out = {"metric": metric}
     if with_model:
@@ -172,13 +152,13 @@ def _measure(raw, where, models, with_model=True) -> dict:
         probe = raw["probe"]
         probes = [probe] if isinstance(probe, str) else probe
         if not isinstance(probes, list) or not probes:
-            raise GptlabError(f"{where}.probe must be a probe name or a list of them, got {_r(probe)}")
+            raise GptlabError(f"{where}.probe must be a probe name or a list of them, got {shown_repr(probe)}")
         out["probe"] = [_str(p, f"{where}.probe") for p in probes]
     if "prompts" in raw and raw["prompts"] not in ("short", "long"):
-        raise GptlabError(f"{where}.prompts must be \"short\" or \"long\", got {_r(raw['prompts'])}")
+        raise GptlabError(f"{where}.prompts must be \"short\" or \"long\", got {shown_repr(raw['prompts'])}")
     out.update({k: raw[k] for k in ("prompts",) if k in raw})
     if "of" in raw and raw["of"] not in ("failure_rate", "pass_at_k"):
-        raise GptlabError(f"{where}.of must be \"failure_rate\" or \"pass_at_k\", got {_r(raw['of'])}")
+        raise GptlabError(f"{where}.of must be \"failure_rate\" or \"pass_at_k\", got {shown_repr(raw['of'])}")
     out["of"] = raw.get("of", "failure_rate") if metric == "prompt_length_effect" else None
     chosen = [k for k in (("domain", "group") if metric == "bpb" else sorted(_SAMPLE_SELECT)) if k in raw]
     if len(chosen) > 1:
@@ -189,15 +169,15 @@ def _measure(raw, where, models, with_model=True) -> dict:
         raise GptlabError(f"{where}.k is for pass@k, not failure rates")
     if "mode" in out:
         if out["mode"] not in (ANY, *MODES):
-            raise GptlabError(f"{where}.mode {_r(out['mode'])} is not a failure mode "
+            raise GptlabError(f"{where}.mode {shown_repr(out['mode'])} is not a failure mode "
                               f"(modes: any, {', '.join(MODES)})")
     return out
 
 
 def _alias(value, where, models) -> str:
     if not isinstance(value, str) or value not in models:
-        known = ", ".join(_shown(m) for m in models) or "none"
-        raise GptlabError(f"{where} {_r(value)} is not defined in [models] (defined: {_shown(known, 200)})")
+        known = ", ".join(shown(m) for m in models) or "none"
+        raise GptlabError(f"{where} {shown_repr(value)} is not defined in [models] (defined: {shown(known, 200)})")
     return value
 
 
@@ -207,21 +187,21 @@ def _claim(raw, index, models, where) -> Claim:
         raise GptlabError(f"{label}: each [[claims]] entry must be a table")
     statement = raw.get("statement")
     if isinstance(statement, str) and statement.strip():
-        label = f"{label} ('{_shown(statement)}')"
+        label = f"{label} ('{shown(statement)}')"
     else:
         raise GptlabError(f"{label}: missing 'statement' (a non-empty string)")
     unknown = sorted(set(raw) - _CLAIM)
     if unknown:
-        raise GptlabError(f"{label}: unknown key '{_shown(unknown[0])}' (known: {', '.join(sorted(_CLAIM))})")
+        raise GptlabError(f"{label}: unknown key '{shown(unknown[0])}' (known: {', '.join(sorted(_CLAIM))})")
     check = raw.get("check")
     if not isinstance(check, dict):
         raise GptlabError(f"{label}: missing check = {{ kind = ..., ... }}")
     kind = check.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
-        raise GptlabError(f"{label}: check.kind must be one of {', '.join(KINDS)}, got {_r(kind)}")
+        raise GptlabError(f"{label}: check.kind must be one of {', '.join(KINDS)}, got {shown_repr(kind)}")
     unknown = sorted(set(check) - KINDS[kind] - {"kind"})
     if unknown:
-        raise GptlabError(f"{label}: check has unknown key '{_shown(unknown[0])}' for kind {kind} "
+        raise GptlabError(f"{label}: check has unknown key '{shown(unknown[0])}' for kind {kind} "
                           f"(known: kind, {', '.join(sorted(KINDS[kind]))})")
     missing = sorted(KINDS[kind] - set(check) - {"better"})
     if missing:
@@ -231,7 +211,7 @@ def _claim(raw, index, models, where) -> Claim:
         if kind == "order":
             order = check["models"]
             if not isinstance(order, list) or len(order) < 2:
-                raise GptlabError(f"check.models must list at least two aliases, best first, got {_r(order)}")
+                raise GptlabError(f"check.models must list at least two aliases, best first, got {shown_repr(order)}")
             parsed["models"] = [_alias(m, "check.models", models) for m in order]
             parsed["measure"] = _measure(check["measure"], "check.measure", models, with_model=False)
             better = check.get("better")
@@ -241,7 +221,7 @@ def _claim(raw, index, models, where) -> Claim:
                     raise GptlabError(f"check.better (\"lower\" or \"higher\") is needed for {metric}")
                 better = "lower" if LOWER_IS_BETTER[metric] else "higher"
             if better not in ("lower", "higher"):
-                raise GptlabError(f"check.better must be \"lower\" or \"higher\", got {_r(better)}")
+                raise GptlabError(f"check.better must be \"lower\" or \"higher\", got {shown_repr(better)}")
             parsed["better"] = better
         else:
             parsed["left"] = _measure(check["left"], "check.left", models)
@@ -254,7 +234,7 @@ def _claim(raw, index, models, where) -> Claim:
             raise GptlabError("margins must be a table like { true = 0.05, mostly_true = 0.0, false = 0.0 }")
         unknown = sorted(set(margins) - set(_MARGINS))
         if unknown:
-            raise GptlabError(f"margins has unknown key '{_shown(unknown[0])}' (known: {', '.join(_MARGINS)})")
+            raise GptlabError(f"margins has unknown key '{shown(unknown[0])}' (known: {', '.join(_MARGINS)})")
         m = {k: _number(margins[k], f"margins.{k}") if k in margins else 0.0 for k in _MARGINS}
         if not m["false"] <= m["mostly_true"] <= m["true"]:
             raise GptlabError(f"margins must satisfy false <= mostly_true <= true, got false = {m['false']:g}, "
@@ -268,28 +248,20 @@ def _claim(raw, index, models, where) -> Claim:
 
 
 def parse_claims(text: str, where: str) -> ClaimsFile:
-    if (bad := _SURROGATE.search(text)) is not None:       # only a caller's str can hold one, not a file
-        line = text.count("\n", 0, bad.start()) + 1
-        raise GptlabError(f"{where}: not text (an unpaired surrogate on line {line})")
-    try:
-        raw = tomllib.loads(text)
-    except ValueError as e:       # TOMLDecodeError, or an integer of over 4,300 digits
-        raise GptlabError(f"{where}: invalid TOML ({_shown(str(e).split(': value has')[0], 200)})") from None
-    except RecursionError:
-        raise GptlabError(f"{where}: invalid TOML (arrays or tables nested too deeply)") from None
+    raw = parse_toml(text, where)
     unknown = sorted(set(raw) - _TOP)
     if unknown:
-        raise GptlabError(f"{where}: unknown top-level key '{_shown(unknown[0])}' "
+        raise GptlabError(f"{where}: unknown top-level key '{shown(unknown[0])}' "
                           f"(known: {', '.join(sorted(_TOP))})")
     version = raw.get("version")
     if type(version) is not int or version != SCHEMA_VERSION:
         raise GptlabError(f"{where}: version must be {SCHEMA_VERSION} (the claims schema this gptlab reads), "
-                          f"got {_r(version)}")
+                          f"got {shown_repr(version)}")
     models = raw.get("models")
     if not isinstance(models, dict) or not models:
         raise GptlabError(f"{where}: [models] must define at least one alias, e.g. A = \"runs/code_heavy\"")
     for alias, target in models.items():
-        _str(target, f"{where}: [models] {_shown(alias)}")
+        _str(target, f"{where}: [models] {shown(alias)}")
     claims = raw.get("claims")
     if not isinstance(claims, list) or not claims:
         raise GptlabError(f"{where}: no [[claims]]: nothing to check")
@@ -302,29 +274,7 @@ def parse_claims(text: str, where: str) -> ClaimsFile:
 
 
 def load_claims(path: str | Path) -> ClaimsFile:
-    p = Path(path)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)      # a FIFO must not block before we can refuse it
-    except FileNotFoundError:
-        raise GptlabError(f"{p}: no such claims file") from None
-    except OSError as e:
-        raise GptlabError(f"{p}: cannot read ({e.strerror})") from None
-    except ValueError as e:                               # a NUL in the path
-        raise GptlabError(f"{_r(str(p))}: cannot read ({e})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-        raise GptlabError(f"{p}: is {kind}, not a claims file")
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise GptlabError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB; not a claims file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GptlabError(f"{p}: not UTF-8 text") from None
-    return parse_claims(text.replace("\r\n", "\n").replace("\r", "\n"), str(p))   # newlines as read_text
+    return parse_claims(read_text_file(path, "claims file", MAX_FILE_BYTES), str(Path(path)))
 
 
 def aliases_of(check: dict) -> list[str]:

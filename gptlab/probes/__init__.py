@@ -38,19 +38,17 @@ import hashlib
 import json
 import os
 import re
-import stat
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gptlab.diagnose import missing_requirement
 from gptlab.errors import GptlabError
+from gptlab.textfile import parse_toml, read_text_file, shown
 
 SUITES_DIR = Path(__file__).parent / "suites"
 LANGUAGES = ("python", "go", "javascript", "jsx", "sql", "java")
 _NAME = re.compile(r"^[a-z0-9_]+$")
 _SUITE_KEYS = {"name", "version", "description", "probes"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_FILE_BYTES = 4 * 2**20       # the default suite is ~15 KB; more is not a suite
 # Keys that define a probe's identity; description and twin_of are presentation only.
 _HASHED = ("name", "domain", "prompt", "language", "code_prefix", "tests", "entry_point", "requires", "schema")
@@ -98,13 +96,6 @@ class Suite:
         raise KeyError(name)
 
 
-def _shown(text: str, limit: int = 60) -> str:
-    """Text from the file, fit for a one-line message: cut to `limit` characters, control characters (and
-    anything else not printable: line breaks, unpaired surrogates) escaped as in a Python literal."""
-    short = text if len(text) <= limit else text[:limit - 3] + "..."
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in short)
-
-
 def _field(probe: str, key: str, value, kind, where: str):
     if not isinstance(value, kind) or isinstance(value, bool):
         want = {str: "a string", list: "a list of strings"}[kind]
@@ -116,11 +107,11 @@ def _probe(raw, index: int, where: str) -> Probe:
     if not isinstance(raw, dict):
         raise GptlabError(f"{where}: probes entry #{index + 1} is not a table")
     name = raw.get("name")
-    label = _shown(name) if isinstance(name, str) and name else f"#{index + 1}"
+    label = shown(name) if isinstance(name, str) and name else f"#{index + 1}"
     keys = {f for f in Probe.__dataclass_fields__}
     unknown = sorted(set(raw) - keys)
     if unknown:
-        raise GptlabError(f"{where}: probe '{label}' has unknown field '{_shown(unknown[0])}' "
+        raise GptlabError(f"{where}: probe '{label}' has unknown field '{shown(unknown[0])}' "
                           f"(known: {', '.join(sorted(keys))})")
     for key in ("name", "domain", "prompt"):
         if key not in raw:
@@ -170,7 +161,7 @@ def _check_requires(name, requires, lang, where) -> None:
     known = missing_requirement.known(lang)
     unknown = [r for r in requires if r not in known]
     if unknown:
-        raise GptlabError(f"{where}: probe '{name}' field 'requires': unknown construct '{_shown(unknown[0])}' "
+        raise GptlabError(f"{where}: probe '{name}' field 'requires': unknown construct '{shown(unknown[0])}' "
                           f"for {lang} (known: {', '.join(known)})")
 
 
@@ -182,7 +173,7 @@ def _check_tests(name, tests, lang, prefix, entry, where) -> str:
         tree = ast.parse(tests)
     except SyntaxError as e:
         raise GptlabError(f"{where}: probe '{name}' field 'tests' is not valid Python (line {e.lineno}: "
-                          f"{_shown(str(e.msg), 120)})") from None
+                          f"{shown(str(e.msg), 120)})") from None
     except (MemoryError, RecursionError):        # the parser's own limits: deep nesting, long operator chains
         raise GptlabError(f"{where}: probe '{name}' field 'tests' is nested too deeply for the Python "
                           f"parser") from None
@@ -201,18 +192,10 @@ def _check_tests(name, tests, lang, prefix, entry, where) -> str:
 
 
 def parse_suite(text: str, where: str) -> Suite:
-    if (bad := _SURROGATE.search(text)) is not None:       # only a caller's str can hold one, not a file
-        line = text.count("\n", 0, bad.start()) + 1
-        raise GptlabError(f"{where}: not text (an unpaired surrogate on line {line})")
-    try:
-        raw = tomllib.loads(text)
-    except ValueError as e:       # TOMLDecodeError, or an integer of over 4,300 digits
-        raise GptlabError(f"{where}: invalid TOML ({_shown(str(e).split(': value has')[0], 200)})") from None
-    except RecursionError:
-        raise GptlabError(f"{where}: invalid TOML (arrays or tables nested too deeply)") from None
+    raw = parse_toml(text, where)
     unknown = sorted(set(raw) - _SUITE_KEYS)
     if unknown:
-        raise GptlabError(f"{where}: unknown top-level key '{_shown(unknown[0])}' "
+        raise GptlabError(f"{where}: unknown top-level key '{shown(unknown[0])}' "
                           f"(known: {', '.join(sorted(_SUITE_KEYS))})")
     for key in ("name", "version"):
         if key not in raw:
@@ -250,24 +233,9 @@ def load_suite(name_or_path: str | Path = "default") -> Suite:
             raise GptlabError(f"{p}: not a suite file (a directory, FIFO or device, not a regular file)")
         else:
             names = ", ".join(sorted(q.stem for q in SUITES_DIR.glob("*.toml")))
-            raise GptlabError(f"{_shown(str(name_or_path), 200)}: no such suite file or shipped suite "
+            raise GptlabError(f"{shown(str(name_or_path), 200)}: no such suite file or shipped suite "
                               f"(shipped: {names})")
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)     # if it became a FIFO since, it must not block
-    except OSError as e:
-        raise GptlabError(f"{p}: cannot read ({e.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise GptlabError(f"{p}: not a suite file (not a regular file)")
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise GptlabError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB; not a suite file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GptlabError(f"{p}: not UTF-8 text") from None
-    return parse_suite(text.replace("\r\n", "\n").replace("\r", "\n"), str(p))   # newlines as read_text
+    return parse_suite(read_text_file(p, "suite file", MAX_FILE_BYTES), str(p))
 
 
 def describe(suite: Suite, full: bool = False) -> str:
