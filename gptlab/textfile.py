@@ -40,8 +40,13 @@ def shown_repr(value, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
-    """The UTF-8 text of a regular file of at most max_bytes; `what` names it in errors ("claims file")."""
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO or pipe"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def open_regular_file(path: str | Path, what: str, hint: str = ""):
+    """A binary file object for `path`, which must be a regular file; `what` names it in errors ("claims
+    file"), `hint` may follow ("write the samples to a JSONL file")."""
     p = Path(path)
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)      # a FIFO must not block before we can refuse it
@@ -54,9 +59,15 @@ def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-        raise GptlabError(f"{p}: is {kind}, not a {what} (not a regular file)")
-    with os.fdopen(fd, "rb") as f:
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise GptlabError(f"{p}: is {kind}, not a {what}" + (f"; {hint}" if hint else ""))
+    return os.fdopen(fd, "rb")
+
+
+def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file of at most max_bytes; `what` names it in errors ("claims file")."""
+    p = Path(path)
+    with open_regular_file(p, what) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise GptlabError(f"{p}: larger than {max_bytes >> 20} MiB; not a {what}")

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from gptlab.diagnose.rollup import rollup
 from gptlab.diagnose.text import clip
 from gptlab.diagnose.types import Diagnosis, Sample
 from gptlab.errors import GptlabError
+from gptlab.textfile import open_regular_file
 
 _TEXT_FIELDS = ("prompt", "completion", "code_prefix", "tests", "schema", "entry_point", "language")
 # A sample line is a few KB (the detectors read 64,000 characters of a completion); a line over this many
@@ -41,9 +40,6 @@ _CHUNK = 2**20
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = {c: "\ufffd" for c in (*range(0x20), 0x7f) if chr(c) not in "\n\t"}
 MAX_WARNINGS = 10      # unreadable lines named one by one; the rest are counted
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO or pipe"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
 
 @dataclass
 class InputError:
@@ -100,19 +96,7 @@ def sample_from_dict(row: dict) -> Sample:
 def read_lines(path: str | Path):
     """Yields an InputLine per non-blank line of a JSONL file (a regular file; GptlabError otherwise)."""
     path = Path(path)
-    try:
-        # O_NONBLOCK: opening a FIFO with no writer must not hang before we can tell it is not a file
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        raise GptlabError(f"{path}: cannot read ({e.strerror})") from None
-    except ValueError as e:                                   # a NUL in the path
-        raise GptlabError(f"{path!r}: cannot read ({e})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-        raise GptlabError(f"{path}: is {kind}, not a file of samples; write the samples to a JSONL file")
-    with os.fdopen(fd, "rb") as f:
+    with open_regular_file(path, "file of samples", "write the samples to a JSONL file") as f:
         for number, raw in _bounded_lines(f):
             if raw is None:
                 limit = f"{MAX_LINE_BYTES >> 20} MiB" if MAX_LINE_BYTES % 2**20 == 0 else f"{MAX_LINE_BYTES:,} bytes"
