@@ -159,7 +159,7 @@ def _eval_args(p):
     p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
     p.add_argument("--bpb", action="append", default=[], metavar="NAME=FILE",
                    help="score bpb on this domain instead of the defaults (.txt: one document, .jsonl: one per "
-                        "line in 'text'); repeatable")
+                        "line in 'text', .bin: nanoGPT/llm.c token ids); repeatable")
     p.add_argument("--no-probes", action="store_true", help="bpb only: no sampling, no diagnosis")
     p.add_argument("--no-bpb", action="store_true", help="probes only")
     p.add_argument("--no-diagnose", action="store_true", help="store samples without running the detectors")

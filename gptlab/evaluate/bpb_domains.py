@@ -2,7 +2,8 @@
 
     gptlab eval runs/demo                                 the run's own validation domains
     gptlab eval ckpt.pt --bpb code=val.jsonl --json       domains of your own (.txt: one document,
-                                                          .jsonl: one document per line in "text")
+                                                          .jsonl: one document per line in "text",
+                                                          .bin: nanoGPT/llm.c token ids, bpb_tokens.py)
     python -m pytest tests/test_eval.py -k "domains or json_lines or without_text"
 
 Domains, in order of precedence:
@@ -13,7 +14,8 @@ Domains, in order of precedence:
 A result is stored under (weights hash, domain, content hash of the files, protocol version): the same
 model on the same bytes is never scored twice, and an edited file is scored again. A `--bpb` file is read
 through once before any model is loaded: an empty, binary (not UTF-8) or malformed one is a one-line error
-(exit 2), never a skipped domain; a run's or the shipped corpus's missing file is skipped with a warning.
+(exit 2), never a skipped domain (a `.bin` of token ids is checked for its size then, and for ids the
+checkpoint's tokenizer lacks once it is loaded, also exit 2); a run's or the shipped corpus's missing file is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from gptlab.data import iter_documents, source_hash
 from gptlab.errors import GptlabError
 from gptlab.evaluate.bpb import PROTOCOL_VERSION, read_documents, score_documents
+from gptlab.evaluate.bpb_tokens import decode_documents, is_token_file, read_ids
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "corpus"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -51,9 +54,16 @@ def parse_bpb_args(items) -> list[Domain]:
         path = Path(file).expanduser()
         if not path.is_file():
             raise GptlabError(f"--bpb {item!r}: {path}: no such file")
-        if path.suffix.lower() not in (".txt", ".jsonl", ".parquet", ".md", ".text"):
-            raise GptlabError(f"--bpb {item!r}: {path}: use a .txt (one document) or .jsonl (one per line) file")
-        _check_text(item, path)
+        if is_token_file(path):
+            try:                            # size and header now; ids against the tokenizer once it is loaded
+                read_ids(path)
+            except GptlabError as e:
+                raise GptlabError(f"--bpb {item!r}: {e}") from None
+        elif path.suffix.lower() not in (".txt", ".jsonl", ".parquet", ".md", ".text"):
+            raise GptlabError(f"--bpb {item!r}: {path}: use a .txt (one document), .jsonl (one per line) or "
+                              f".bin (nanoGPT/llm.c token ids) file")
+        else:
+            _check_text(item, path)
         out.setdefault(name, []).append(str(path.resolve()))
     return [Domain(n, f) for n, f in out.items()]
 
@@ -123,8 +133,9 @@ def score_domains(store, loaded, domains: list[Domain], *, device, on_result=Non
         if was_cached:
             cached += 1
         else:
-            try:
-                docs = [doc for f in d.files for doc in read_documents(f)]
+            token_docs = {f: decode_documents(f, loaded.tokenizer) for f in d.files if is_token_file(f)}
+            try:                        # ^ a bad .bin you named is an error (exit 2), not a skipped domain
+                docs = [doc for f in d.files for doc in (token_docs.get(f) or read_documents(f))]
                 if not docs:
                     raise GptlabError(f"{', '.join(d.files)}: no documents")
                 result = score_documents(loaded.model, loaded.tokenizer, docs, device=device)
