@@ -27,6 +27,15 @@ from gptlab.store import Store
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args) -> int | None)
 CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 1 "unexpected error")
+# flags several commands share, defined once
+DB = dict(default="results.sqlite", help="results store (default: results.sqlite)")
+DEVICE = dict(help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+RESAMPLES = dict(type=int, default=2000, help="bootstrap resamples per interval (default 2000, at least 100)")
+
+
+def _check_resamples(n: int) -> None:
+    if n < 100:
+        raise GptlabError(f"--resamples {n}: use at least 100")
 
 
 def command(name, help):
@@ -55,7 +64,7 @@ def _train_args(p):
     p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=200 (repeatable)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    p.add_argument("--device", **DEVICE)
 
 
 @runs("train")
@@ -101,7 +110,7 @@ def _report_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="a run directory (all its checkpoints), checkpoint(s), or a run name in the store")
     p.add_argument("--out", help="output folder (default: PATH/report for a run directory, else ./report)")
-    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--db", **DB)
     p.add_argument("--claims", metavar="FILE", help="add the Statement | Verdict | Evidence table of a claims TOML "
                    "(see gptlab check)")
 
@@ -124,7 +133,7 @@ def _report(args):
 @command("watch", "follow a training run: evaluate each new checkpoint, refresh the report (Ctrl-C stops)")
 def _watch_args(p):
     p.add_argument("run_dir", metavar="RUN_DIR", help="the training run directory to follow")
-    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--db", **DB)
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between looks (default: 10)")
 
@@ -156,7 +165,7 @@ def _eval_args(p):
     p.add_argument("--seed", type=int, default=0, help="job seed; sample i of a probe always gets the same text")
     p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
     p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set with this probability")
-    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--db", **DB)
     p.add_argument("--bpb", action="append", default=[], metavar="NAME=FILE",
                    help="score bpb on this domain instead of the defaults (.txt: one document, .jsonl: one per "
                         "line in 'text', .bin: nanoGPT/llm.c token ids); repeatable")
@@ -168,7 +177,7 @@ def _eval_args(p):
     p.add_argument("--unsafe-exec", action="store_true",
                    help="run probe tests without the sandbox's isolation (see gptlab/sandbox/__init__.py)")
     p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    p.add_argument("--device", **DEVICE)
     p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU, 256 on GPU)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is fastest for tiny "
                    "models and on a busy machine)")
@@ -197,7 +206,7 @@ def _sample_args(p):
     p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set with this probability")
     p.add_argument("--seed", type=int, default=0, help="same seed, same text (default 0)")
     p.add_argument("--last", action="store_true", help="only the newest checkpoint of a run")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    p.add_argument("--device", **DEVICE)
 
 
 @runs("sample")
@@ -244,7 +253,7 @@ def _models(args):
 def _compare_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="run directory (its newest checkpoint), checkpoint, "
                    "or run name in the store; PATH@STEP picks a step. Missing results are evaluated first")
-    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--db", **DB)
     p.add_argument("--out", default="compare", help="folder for compare.md and compare.html (default: compare)")
     p.add_argument("--suite", default="default", help="probe suite: 'default' or a TOML file")
     p.add_argument("--claims", metavar="FILE", help="also check this claims TOML and add its table")
@@ -256,8 +265,8 @@ def _compare_args(p):
     p.add_argument("--bpb", action="append", default=[], metavar="NAME=FILE",
                    help="score every model on these domains (default: the first gptlab run's val domains, "
                         "else the shipped corpus); repeatable")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
+    p.add_argument("--resamples", **RESAMPLES)
+    p.add_argument("--device", **DEVICE)
     p.add_argument("--json", action="store_true", help="print the comparison's rows (and claims) as one JSON "
                    "document instead of the tables (fields: docs/compare.md); the page is still written")
 
@@ -267,8 +276,7 @@ def _compare(args):
     from gptlab.commands.compare import compare_paths  # deferred: heavy (torch)
     from gptlab.report.sections.claims import print_claims  # deferred: heavy (matplotlib)
     from gptlab.report.sections.compare import print_comparison  # deferred: heavy (matplotlib)
-    if args.resamples < 100:
-        raise GptlabError(f"--resamples {args.resamples}: use at least 100")
+    _check_resamples(args.resamples)
     got = compare_paths(args.paths, db=args.db, out=args.out, suite=args.suite, claims=args.claims,
                         evaluate_missing=not args.no_eval, bpb_files=args.bpb or None, temperature=args.temperature,
                         resamples=args.resamples, samples=args.samples, seed=args.seed, device=args.device,
@@ -285,8 +293,8 @@ def _compare(args):
 @command("check", "check the claims of a TOML file against stored results: Statement | Verdict | Evidence")
 def _check_args(p):
     p.add_argument("claims", metavar="CLAIMS.toml", help="claims file (format: docs/compare.md)")
-    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--db", **DB)
+    p.add_argument("--resamples", **RESAMPLES)
     p.add_argument("--fail-on", choices=("false", "inconclusive", "never"), default="false",
                    help="exit status 3 when a claim is false (default), also when one is inconclusive "
                         "('inconclusive'), or never ('never'); 0 otherwise, 2 for a bad file or store")
@@ -299,8 +307,7 @@ def _check(args):
     from gptlab.compare.claims import load_claims  # deferred: heavy (numpy, tree-sitter grammars)
     from gptlab.compare.claims_verdict import check, claims_failed  # deferred: heavy (numpy)
     from gptlab.report.sections.claims import print_claims  # deferred: heavy (matplotlib)
-    if args.resamples < 100:
-        raise GptlabError(f"--resamples {args.resamples}: use at least 100")
+    _check_resamples(args.resamples)
     claims = load_claims(args.claims)
     if not Path(args.db).is_file():
         raise GptlabError(f"{args.db}: no results store here; evaluate the models first: gptlab eval PATH --db "
@@ -322,7 +329,7 @@ def _check(args):
 def _results_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="a run directory (all its checkpoints), checkpoint(s), or a run name in the store")
-    p.add_argument("--db", default="results.sqlite", help="results store (default: results.sqlite)")
+    p.add_argument("--db", **DB)
     p.add_argument("--format", default="json", metavar="json|csv|parquet", help="json: one document (default); "
                    "csv, parquet: one file per table (bpb, samples, rollup) into the --out folder")
     p.add_argument("--out", metavar="FILE_OR_DIR", help="json: a file (default: stdout); csv, parquet: a folder "

@@ -8,7 +8,6 @@ Config or raises GptlabError with a one-line message — never another exception
 import dataclasses
 import datetime
 import json
-import math
 import tomllib
 
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY
+from toml_writer import dump, toml_value
 from gptlab.config import ModelConfig, TokenizerConfig, TrainConfig, load_config
 from gptlab.errors import GptlabError
 
@@ -48,39 +48,6 @@ plausible = st.one_of(st.integers(-2, 70000), st.floats(-1.0, 2.0), st.sampled_f
 def weighted(often, rarely, odds=6):
     """`often` odds times as likely as `rarely` (one_of would pick each about equally)."""
     return st.integers(0, odds).flatmap(lambda i: rarely if i == 0 else often)
-
-
-def toml_key(k: str) -> str:
-    """A TOML basic string: JSON's escapes, characters beyond ASCII as they are (TOML has no surrogate pairs)."""
-    return json.dumps(k, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return toml_key(v)
-    if isinstance(v, datetime.datetime):
-        return v.isoformat()
-    if isinstance(v, (datetime.date, datetime.time)):
-        return v.isoformat()
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(v)
-
-
-def dump(doc: dict) -> str:
-    return "".join(f"{toml_key(k)} = {toml_value(v)}\n" for k, v in doc.items())
 
 
 def check_load(path, overrides=()):
