@@ -5,7 +5,7 @@
 Human text from the corpus plays the model: a document's passage of 30 words is the prompt, the next
 80-160 words its "completion". Every detector whose threshold was set on human text runs on these pairs,
 and the share flagged is printed (a false-positive rate: the human continuation has none of the failure
-modes). Code windows (20-60 lines of the code domains) check repetition_loop and no_code; whole 10-K
+modes; `invented_words` also on the continuation's first 25 words, as short as a short sample). Code windows (20-60 lines of the code domains) check repetition_loop and no_code; whole 10-K
 sections check hallucinated_section and malformed_figure. For topic_drift the same pairs are compared with pairs whose
 completion comes from another document of the domain: the threshold is chosen so that ~5% of human
 continuations fall below it, and the share of other-document tails below it is reported.
@@ -23,6 +23,7 @@ import numpy as np
 
 from gptlab.diagnose import topic_drift as drift
 from gptlab.diagnose.hallucinated_section import hallucinated_section
+from gptlab.diagnose.invented_words import invented_words
 from gptlab.diagnose.languages import mask
 from gptlab.diagnose.malformed_figure import malformed_figure
 from gptlab.diagnose.no_code import no_code
@@ -110,7 +111,13 @@ def main():
         print(f"  prompt_echo      {rate(f.failed for f in echo)}   echo_words p99 "
               f"{np.percentile([f.metrics['echo_words'] for f in echo], 99):.0f}, max "
               f"{max(f.metrics['echo_words'] for f in echo)}")
+        print(f"  echo_sentence_words max {max(f.metrics['echo_sentence_words'] for f in echo)} (a whole prompt sentence "
+              f"copied; the rule needs 5)")
         print(f"  repetition_loop  {rate(f.failed for f in rep)}")
+        made_up = [invented_words(p, c) for p, c, _ in pairs]
+        short = [invented_words(p, " ".join(c.split()[:25])) for p, c, _ in pairs]
+        print(f"  invented_words   {rate(f.failed for f in made_up)}   on the first 25 words {rate(f.failed for f in short)}; "
+              f"different invented words max {max(f.metrics['invented_words'] for f in made_up)}")
         shares = [f.metrics["top_word_share"] for f in word]
         print(f"  word_fixation    {rate(f.failed for f in word)}   top_word_share p99 "
               f"{np.percentile(shares, 99):.3f}, top_word_count max {max(f.metrics['top_word_count'] for f in word)}")

@@ -63,7 +63,7 @@ def test_a_paragraph_of_prose_outweighs_a_short_line():
                 "loading message while the data is being fetched from the server.\n\nFirst, create a new app "
                 "and open the project in your editor, then add a file for the component.\n\nNext, we will\n")
     f = no_code(build_program("export default function Profile({ id }) {\n", tutorial, "jsx"), "jsx")
-    assert f.failed and f.metrics["prose_lines"] == 2 and f.metrics["plain_lines"] == 1
+    assert f.failed and f.metrics["prose_lines"] == 2 and f.metrics["junk_lines"] == 1   # "Next, we will"
 
 
 def test_a_paragraph_that_mentions_a_call_is_still_prose():

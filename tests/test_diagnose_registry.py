@@ -20,13 +20,13 @@ PACKAGE = ROOT / "gptlab" / "diagnose"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 # The public contract: the report, README and stored findings list the modes in this order.
-CONTRACT = ("prompt_echo", "repetition_loop", "word_fixation", "number_fixation", "topic_drift", "no_code",
-            "syntax_error", "test_failure", "missing_requirement", "hallucinated_section", "malformed_figure")
+CONTRACT = ("prompt_echo", "repetition_loop", "word_fixation", "number_fixation", "topic_drift", "invented_words",
+            "no_code", "syntax_error", "test_failure", "missing_requirement", "hallucinated_section", "malformed_figure")
 
 
 def test_modes_keep_their_contract_order_and_the_public_api_stands():
     assert MODES == CONTRACT
-    assert DETECTOR_VERSION == "6"
+    assert DETECTOR_VERSION == "7"
     assert callable(diagnose) and callable(diagnose_many) and Sample and Diagnosis
     assert set(gptlab.diagnose.__all__) == {"Sample", "Diagnosis", "diagnose", "diagnose_many", "MODES",
                                             "DETECTOR_VERSION"}
@@ -43,7 +43,8 @@ def test_every_mode_has_one_registered_detector_in_the_module_named_after_it():
 
 
 def test_scopes_give_the_pipelines_prose_and_code_modes():
-    assert PROSE_MODES == ("word_fixation", "number_fixation", "topic_drift", "hallucinated_section",
+    assert PROSE_MODES == ("word_fixation", "number_fixation", "topic_drift", "invented_words",
+                           "hallucinated_section",
                            "malformed_figure")
     assert CODE_MODES == ("no_code", "syntax_error", "test_failure", "missing_requirement")
     everywhere = tuple(d.mode for d in DETECTORS if d.scope == "all")

@@ -36,7 +36,8 @@ SAMPLE_FIELDS = KEY + ["probe", "probe_hash", "domain", "language", "prompt", "t
 ROLLUP_FIELDS = KEY + ["temperature", "domain", "detector_version", "n", "clean", "clean_rate", "tested", "passed",
                        "pass_at_1", "pass_at_5", "pass_at_10", "probes", "probes_working", "verdict", "dominant",
                        "why"] + [f"rate_{m}" for m in ("prompt_echo", "repetition_loop", "word_fixation",
-                                                       "number_fixation", "topic_drift", "no_code", "syntax_error",
+                                                       "number_fixation", "topic_drift", "invented_words",
+                                                       "no_code", "syntax_error",
                                                        "test_failure", "missing_requirement",
                                                        "hallucinated_section", "malformed_figure")]
 

@@ -12,6 +12,7 @@ a contract (tests/test_diagnose_registry.py checks that every registered detecto
 from __future__ import annotations
 
 from gptlab.diagnose.hallucinated_section import hallucinated_section
+from gptlab.diagnose.invented_words import invented_words
 from gptlab.diagnose.malformed_figure import malformed_figure
 from gptlab.diagnose.missing_requirement import missing_requirement
 from gptlab.diagnose.no_code import no_code
@@ -25,7 +26,7 @@ from gptlab.diagnose.topic_drift import topic_drift
 from gptlab.diagnose.word_fixation import word_fixation
 
 DETECTORS: tuple[Detector, ...] = tuple(registration(f) for f in (
-    prompt_echo, repetition_loop, word_fixation, number_fixation, topic_drift, no_code, syntax_error,
+    prompt_echo, repetition_loop, word_fixation, number_fixation, topic_drift, invented_words, no_code, syntax_error,
     judge_test_outcome, missing_requirement, hallucinated_section, malformed_figure,
 ))
 

@@ -9,9 +9,14 @@ Read on the completion's part of the program (program.py), with strings and comm
 * foreign: constructs of other languages only (`os.environ['PORT']` in a Go probe);
 * prose: >= 4 words of which >= 70% are plain words (letters, with sentence punctuation at most), and at
   most one code shape (`a + b`, `==`, `f(`) per 12 words;
-* plain: no construct of any language and not prose (`x = y + 1`, `return x`, `PORT=8080`): such a line
-  is valid in many languages, so it is shared out like the marked lines around it. With k code and f
-  foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it counts as code;
+* plain: no construct of any language and not prose, but shaped like a statement (`x = y + 1`, `return x`,
+  `f(x);`, `PORT=8080`): such a line is valid in many languages, so it is shared out like the marked lines
+  around it. With k code and f foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it
+  counts as code;
+* junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
+  (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
+  broken line with the language's words, `def __c, empailstd)`, is plain): shared out like a plain line when
+  some line of the completion is code in the probe's language (broken code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
@@ -36,7 +41,7 @@ _NEUTRAL = re.compile(r"^[\s)\]};,]*$")
 
 
 def classify_line(raw: str, masked: str, language: str) -> str:
-    """'code', 'foreign', 'prose', 'plain' or 'neutral' for one line of the completion."""
+    """'code', 'foreign', 'prose', 'plain', 'junk' or 'neutral' for one line of the completion."""
     if _NEUTRAL.match(masked):
         return "neutral"
     own = set(own_languages(language))
@@ -49,7 +54,35 @@ def classify_line(raw: str, masked: str, language: str) -> str:
         return "prose"
     if language == "java" and re.search(r"[\w\]]\s*$", masked):
         return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
-    return "plain"
+    if _STATEMENT.match(raw) or _STATEMENT.match(masked) or own & {lang for lang, words in KEYWORDS.items()
+                                          if words.intersection(re.findall(r"[A-Za-z_]\w*", masked))}:
+        return "plain"   # a statement, or broken code that uses the language's own words
+    return "junk"
+
+
+# words that make a broken line recognisably an attempt at the language ("def __c, empailstd)")
+KEYWORDS = {lang: frozenset(words.split()) for lang, words in {
+    "python": "def return self if elif else for while in import from class None True False isinstance len "
+              "print lambda yield try except raise with not and or range",
+    "go": "func return var const if else for range err nil package import struct chan defer go fmt make len",
+    "java": "public private protected static void int long boolean String return new class if else for while "
+            "null this throw throws extends implements final",
+    "javascript": "function return const let var if else for while null undefined this new class async await "
+                  "export import console",
+    "jsx": "function return const let var if else for while null undefined this new class async await export "
+           "import console className props useState useEffect",
+    "sql": "SELECT FROM WHERE GROUP BY ORDER JOIN ON AS AND OR COUNT SUM AVG LIMIT HAVING select from where "
+           "group by order join on as and or count sum avg limit having",
+}.items()}
+
+
+# a statement in most languages: a keyword statement, an assignment, a call, or an expression of operands
+_STATEMENT = re.compile(
+    r"^\s*(return|break|continue|pass|yield|throw|raise|else|end|done|fi)\b"
+    r"|^\s*[\w.$\[\]'\"]+\s*(\[[^\]]*\]\s*)?([-+*/%&|^]|<<|>>|\*\*|//)?=(?!=)\s*\S"
+    r"|^\s*[\w.$]+\s*\(.*\)\s*[;,]?\s*$"
+    r"|^\s*[\w.$()\[\]]+(\s*([-+*/%<>]|==|!=|&&|\|\||\band\b|\bor\b)\s*[\w.$()\[\]'\"]+)+\s*[;,:]?\s*$"
+    r"|^\s*[\w.$]+\s*[;,]?\s*$")
 
 
 # an operator between operands or a call: "return x * x", "a == b", "f(x)"; prose has almost none
@@ -73,7 +106,7 @@ def no_code(program: Program, language: str) -> Finding:
         reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
         return Finding(True, {"code_lines": 0, "code_share": 0.0}, {"reason": reason})
     masked = mask(program.text, language)[len(program.prefix):]
-    counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "neutral": 0}
+    counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "junk": 0, "neutral": 0}
     weight = dict.fromkeys(counts, 0)
     examples: dict[str, str] = {}
     for raw, m in zip(program.kept.splitlines(), masked.splitlines()):
@@ -85,11 +118,12 @@ def no_code(program: Program, language: str) -> Finding:
         examples.setdefault(kind, raw)
     marked = counts["code"] + counts["foreign"]
     own = counts["code"] / marked if marked else 1.0     # how the plain lines are shared out
-    code = weight["code"] + own * weight["plain"]
-    judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"]
+    unclear = weight["plain"] + (weight["junk"] if counts["code"] else 0)   # junk next to code is broken code
+    code = weight["code"] + own * unclear
+    judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"] + weight["junk"]
     share = code / judged if judged else 0.0
     metrics = {"code_lines": counts["code"], "plain_lines": counts["plain"], "prose_lines": counts["prose"],
-               "foreign_lines": counts["foreign"], "code_share": round(share, 3)}
+               "foreign_lines": counts["foreign"], "junk_lines": counts["junk"], "code_share": round(share, 3)}
     if code and share >= CODE_SHARE:
         return Finding(False, metrics)
     if not judged:
@@ -99,7 +133,7 @@ def no_code(program: Program, language: str) -> Finding:
     else:
         reason = f"{share:.0%} of the completion's code and prose is {language} code"
     evidence = {"reason": reason}
-    for kind in ("prose", "foreign"):
+    for kind in ("prose", "foreign", "junk"):
         if kind in examples:
             evidence[f"{kind}_example"] = clip(examples[kind], 160)
     return Finding(True, metrics, evidence)

@@ -6,7 +6,7 @@
 
 Which detectors judge which sample (each mode's scope is declared with its detector: registry.py, modes.py):
 * all samples: prompt_echo, repetition_loop;
-* prose (no `language`): word_fixation, number_fixation, topic_drift, malformed_figure, and
+* prose (no `language`): word_fixation, number_fixation, topic_drift, invented_words, malformed_figure, and
   hallucinated_section when the text is finance-like (hallucinated_section.applies);
 * code (`language` given): no_code, then on the program (program.py) syntax_error, then
   missing_requirement (with `requires`, or a SQL `schema`) and test_failure (with `tests`).
@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from gptlab.diagnose.hallucinated_section import applies as finance_text, hallucinated_section
+from gptlab.diagnose.invented_words import invented_words
 from gptlab.diagnose.malformed_figure import malformed_figure
 from gptlab.diagnose.missing_requirement import missing_requirement
 from gptlab.diagnose.modes import CODE_MODES, MODES, PROSE_MODES
@@ -80,6 +81,7 @@ def _analyse(sample: Sample, execute: bool, unsafe_exec: bool, runnable: bool) -
 def _prose(s: Sample, out: _Partial):
     out.findings["word_fixation"] = word_fixation(s.completion)
     out.findings["number_fixation"] = number_fixation(s.prompt, s.completion)
+    out.findings["invented_words"] = invented_words(s.prompt, s.completion)
     out.findings["malformed_figure"] = malformed_figure(s.completion)
     if finance_text(s.domain, s.prompt):
         out.findings["hallucinated_section"] = hallucinated_section(s.completion)

@@ -9,10 +9,14 @@ fraction of the completion's words inside copied runs of >= ECHO_MIN_RUN words.
 
 The failure: echo_words >= ECHO_WORDS_PROSE for prose, >= ECHO_WORDS_CODE for code probes, or a copy of
 (nearly) the whole prompt (>= WHOLE_PROMPT of its words, and >= WHOLE_PROMPT_MIN words) when the prompt is
-shorter than those thresholds: a one-sentence prompt repeated word for word is an echo.
+shorter than those thresholds: a one-sentence prompt repeated word for word is an echo; or a whole sentence
+of the prompt (ending in . ! or ?, >= ECHO_SENTENCE_WORDS words) copied word for word, even when it is short:
+"The function does not take any additional arguments." (`echo_sentence_words`, the longest such sentence).
 """
 
 from __future__ import annotations
+
+import re
 
 from gptlab.diagnose.registry import detector
 from gptlab.diagnose.text import clip, word_spans
@@ -23,6 +27,8 @@ ECHO_WORDS_CODE = 12    # a code prompt is an instruction, which an answer has n
 ECHO_MIN_RUN = 6      # runs counted by echo_share (shorter ones are stock phrases)
 WHOLE_PROMPT = 0.9
 WHOLE_PROMPT_MIN = 10
+ECHO_SENTENCE_WORDS = 5   # a copied sentence of the prompt: no human continuation repeats one of >= 4 words (calibration)
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?](?=\s|$)")
 _ANCHOR = 3           # runs are found from shared word trigrams
 _MAX_ANCHOR_HITS = 64  # a trigram occurring more often than this in the prompt is not a useful anchor
 
@@ -55,6 +61,27 @@ def common_runs(prompt_words: list[str], completion_words: list[str], min_run: i
     return runs
 
 
+def _sentences(prompt: str, p_spans) -> list[tuple[int, int]]:
+    """Whole sentences of the prompt as word ranges [first, last + 1): they start with a capital letter, so the
+    end of a sentence cut off at the prompt's start is not one."""
+    out = []
+    for m in _SENTENCE.finditer(prompt):
+        inside = [i for i, (_, s, e) in enumerate(p_spans) if s >= m.start() and e <= m.end()]
+        if inside and p_spans[inside[0]][0][0].isupper():
+            out.append((inside[0], inside[-1] + 1))
+    return out
+
+
+def _copied_sentence(runs, sentences) -> tuple[int, tuple | None]:
+    """The longest whole prompt sentence inside one copied run: (words, the run)."""
+    best = (0, None)
+    for a, b in sentences:
+        for run in runs:
+            if run[1] <= a and run[1] + run[2] >= b and b - a > best[0]:
+                best = (b - a, (run[0] + a - run[1], a, b - a))
+    return best
+
+
 @detector("prompt_echo", scope="all")
 def prompt_echo(prompt: str, completion: str, *, code: bool = False) -> Finding:
     p_spans = word_spans(prompt)
@@ -62,16 +89,20 @@ def prompt_echo(prompt: str, completion: str, *, code: bool = False) -> Finding:
     p_words = [w for w, _, _ in p_spans]
     c_words = [w for w, _, _ in c_spans]
     threshold = ECHO_WORDS_CODE if code else ECHO_WORDS_PROSE
-    runs = common_runs(p_words, c_words, ECHO_MIN_RUN)
+    runs = common_runs(p_words, c_words, min(ECHO_MIN_RUN, ECHO_SENTENCE_WORDS))
     covered = set()
     for i, _, k in runs:
-        covered.update(range(i, i + k))
+        if k >= ECHO_MIN_RUN:
+            covered.update(range(i, i + k))
     longest = runs[0][2] if runs else 0
-    metrics = {"echo_words": longest,
+    sentence_words, sentence_run = _copied_sentence(runs, _sentences(prompt, p_spans)) if runs else (0, None)
+    metrics = {"echo_words": longest, "echo_sentence_words": sentence_words,
                "echo_share": round(len(covered) / len(c_words), 3) if c_words else 0.0}
     whole = longest >= WHOLE_PROMPT_MIN and longest >= WHOLE_PROMPT * len(p_words)
     if longest < threshold and not whole:
-        return Finding(False, metrics)
+        if sentence_words < ECHO_SENTENCE_WORDS:
+            return Finding(False, metrics)
+        runs = [sentence_run]
     i, j, k = runs[0]
     start, end = c_spans[i][1], c_spans[i + k - 1][2]
     evidence = {"span": clip(completion[start:end], 200), "words": k, "completion_offset": start,

@@ -1,0 +1,81 @@
+"""invented_words: prose made of words that do not exist ("negress cirly affect", "Sinh-Deutschmans").
+
+    gptlab diagnose samples.jsonl
+    python -m pytest tests/test_diagnose_word_salad.py
+
+A word is checked when a reader could look it up: a run of >= 3 lower-case ASCII letters (apostrophes inside
+kept; so no acronym, camelCase or capitalised word, which may be a name: "Olsavsky", "Trokelowe") that is not
+glued to a digit, underscore, dot, slash or @ (code identifiers, file names, URLs, e-mail addresses) and not one
+of the prompt's own words. It is invented when it is in no English word list: wordfreq's "best" English list (321,180
+words, from Wikipedia, subtitles, news, books, the web...), also after taking off one common inflection or
+prefix ("spyglasses", "reemitted"). Typos and rare words exist in human text too, so one invented word is not
+a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
+or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from gptlab.diagnose.registry import detector
+from gptlab.diagnose.types import Finding
+
+INVENTED_MIN = 3          # different invented words ...
+INVENTED_SHARE = 0.03     # ... making this share of the checked words (occurrences), or
+INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
+INVENTED_SHARE_SHORT = 0.06   # ... making a larger share
+EVIDENCE_WORDS = 12
+
+_WORD = re.compile(r"(?<![\w.@/\\])[A-Za-z]{3,}(?:['’][A-Za-z]+)*(?![\w@/\\]|\.\w)")
+_STARTS = re.compile(r"(?:\A|[.!?]\s+|\n\s*)\Z")
+_SUFFIXES = ("'s", "s", "es", "ed", "d", "ing", "ly", "er", "ers", "est", "ness", "ment", "ments", "al", "ally")
+_PREFIXES = ("re", "pre", "un", "non", "semi", "multi", "sub", "super", "inter", "over", "under", "anti", "co",
+             "de", "dis", "mis", "micro", "macro", "post", "pseudo", "self", "out", "counter", "trans", "mid")
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    import wordfreq  # deferred: heavy (loads a 321,000-word list; only prose samples need it)
+    return frozenset(wordfreq.get_frequency_dict("en", wordlist="best"))
+
+
+def is_english(word: str) -> bool:
+    """In the English word list, as written or with one common inflection or prefix taken off."""
+    known = english_words()
+    w = word.lower().replace("’", "'")
+    if w in known:
+        return True
+    for suffix in _SUFFIXES:
+        if w.endswith(suffix) and len(w) - len(suffix) >= 4:
+            base = w[:-len(suffix)]
+            if base in known or base + "e" in known or (len(base) > 3 and base[-1] == base[-2]
+                                                        and base[:-1] in known):
+                return True
+    return any(w.startswith(p) and len(w) - len(p) >= 4 and w[len(p):].lstrip("-") in known for p in _PREFIXES)
+
+
+def _checked(text: str, prompt_words: set[str]):
+    """The words a reader could look up: lower-case words, and capitalised words that start a sentence or a
+    line (elsewhere a capitalised word may be a name), that the prompt does not use."""
+    for m in _WORD.finditer(text):
+        w = m.group()
+        if w.lower() in prompt_words:
+            continue
+        if w.islower() or (w[0].isupper() and w[1:].islower() and _STARTS.search(text, 0, m.start())):
+            yield w
+
+
+@detector("invented_words", scope="prose")
+def invented_words(prompt: str, completion: str) -> Finding:
+    prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
+    checked = list(_checked(completion, prompt_words))
+    invented = [w.lower() for w in checked if not is_english(w)]
+    distinct = sorted({w.lower() for w in invented}, key=lambda w: -invented.count(w))
+    share = len(invented) / len(checked) if checked else 0.0
+    metrics = {"checked_words": len(checked), "invented_words": len(distinct), "invented_share": round(share, 3)}
+    if (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE
+            or len(distinct) >= INVENTED_MIN_SHORT and share >= INVENTED_SHARE_SHORT):
+        return Finding(True, metrics, {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct),
+                                       "share": round(share, 3)})
+    return Finding(False, metrics)

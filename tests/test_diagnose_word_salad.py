@@ -1,0 +1,69 @@
+"""invented_words and the copied-sentence rule of prompt_echo, on texts a reader can check by eye.
+
+    python -m pytest tests/test_diagnose_word_salad.py
+"""
+
+from gptlab.diagnose import Sample, diagnose
+from gptlab.diagnose.invented_words import INVENTED_MIN, invented_words, is_english
+from gptlab.diagnose.prompt_echo import prompt_echo
+
+HUMAN = ("Photosynthesis is the process by which green plants and some other organisms use sunlight to "
+         "synthesize foods from carbon dioxide and water. In plants it takes place in the chloroplasts, whose "
+         "pigments absorb red and blue light; the oxygen it releases is a by-product. The first telescope is "
+         "credited to Lippershey, a spectacle maker in Middelburg (see www.hdsupply.com or getItem_2).")
+
+# What a tiny model wrote under a general-knowledge prompt (from the real-output set): fragments glued together.
+SALAD = ("The cells of the leaf are produced by a photosyntic elifailable of stripwritable pations, and the "
+         "dritable sugar is asert to the iequence of mostbj water in the roots.")
+
+
+def test_human_prose_with_names_urls_and_identifiers_is_not_invented():
+    f = invented_words("Explain photosynthesis.", HUMAN)
+    assert not f.failed
+    assert f.metrics["invented_words"] == 0 and f.metrics["checked_words"] > 30
+
+
+def test_glued_fragments_are_invented_words_with_the_words_as_evidence():
+    f = invented_words("Explain photosynthesis.", SALAD)
+    assert f.failed
+    assert {"elifailable", "stripwritable", "iequence", "dritable"} <= set(f.evidence["words"])
+    assert f.evidence["count"] >= INVENTED_MIN and f.metrics["invented_share"] >= 0.2
+
+
+def test_the_prompts_own_words_and_inflections_of_real_words_are_not_invented():
+    assert is_english("spyglasses") and is_english("reemitted") and is_english("ecosystem's")
+    assert not is_english("cirly") and not is_english("elifailable")
+    f = invented_words("Describe the frobnix and the glarbit.", "The frobnix feeds the glarbit, and the "
+                       "glarbit feeds the frobnix; frobnix and glarbit are the whole story here.")
+    assert not f.failed and f.metrics["invented_words"] == 0
+
+
+def test_a_name_at_a_sentence_start_is_checked_but_one_word_is_not_a_failure():
+    f = invented_words("Who made the first telescope?", "Lippershey made it in Middelburg, from two lenses.")
+    assert f.metrics["invented_words"] == 1 and not f.failed
+
+
+def test_one_typo_is_not_a_failure():
+    f = invented_words("Describe water.", "Water covers most of the Earth and is essential to all knwon "
+                       "forms of life, which depend on it for their chemistry and their temperature.")
+    assert f.metrics["invented_words"] == 1 and not f.failed
+
+
+def test_invented_words_is_a_prose_mode_in_the_diagnosis():
+    prose = diagnose(Sample(id="p", domain="general", prompt="Explain photosynthesis.", completion=SALAD),
+                     execute=False)
+    assert "invented_words" in prose.failures
+    code = diagnose(Sample(id="c", domain="code", prompt="# add\n", completion="def add(a, b):\n    return a + b\n",
+                           language="python", code_prefix=""), execute=False)
+    assert "invented_words" in code.metrics["not_checked"]
+
+
+def test_a_whole_short_sentence_of_the_prompt_copied_is_an_echo():
+    prompt = ("Write a Python function that returns the squares of a list. The function does not take any "
+              "additional arguments. Use a list comprehension.")
+    copied = "Here it is. The function does not take any additional arguments. def f(xs): return xs"
+    f = prompt_echo(prompt, copied, code=True)
+    assert f.failed and f.metrics["echo_sentence_words"] == 8
+    assert f.evidence["span"].startswith("The function does not take any additional arguments")
+    # the same words without the whole sentence (a fragment) are not an echo
+    assert not prompt_echo(prompt, "It does not take any additional input.", code=True).failed
