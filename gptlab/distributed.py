@@ -80,6 +80,14 @@ class Dist:
         td.gather_object(obj, out, dst=0, group=self._objects())
         return out
 
+    def all_gather_objects(self, obj) -> list:
+        """Every rank's picklable `obj`, in rank order, on every rank."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        td.all_gather_object(out, obj, group=self._objects())
+        return out
+
     def broadcast_object(self, obj):
         """Rank 0's picklable `obj` on every rank (the others pass anything, e.g. None)."""
         if self.world == 1:

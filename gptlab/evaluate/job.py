@@ -62,15 +62,20 @@ def _validate(temperatures, max_tokens, samples, seed, top_k, top_p, batch_rows,
         raise GptlabError(f"--threads {threads}: must be >= 0 (0: torch's default)")
 
 
-def _refs(paths):
-    seen, out = set(), []
+def _plans(paths, explicit) -> tuple[dict, list]:
+    """({run dir: run config}, [(checkpoint ref, run dir or None, bpb domains)]) for every checkpoint, once."""
+    seen, run_configs, plans = set(), {}, []
     for p in paths:
         for ref in discover(p):
             key = str(Path(ref.path).resolve())
-            if key not in seen:
-                seen.add(key)
-                out.append(ref)
-    return out
+            if key in seen:
+                continue
+            seen.add(key)
+            run_dir = run_dir_of(Path(ref.path)) if ref.format == "gptlab_run" else None
+            if run_dir is not None and run_dir not in run_configs:
+                run_configs[run_dir] = bpb_domains.read_run_config(run_dir)
+            plans.append((ref, run_dir, bpb_domains.domains_for(ref, run_configs.get(run_dir, {}), explicit)))
+    return run_configs, plans
 
 
 def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,), max_tokens=(80, 200),
@@ -91,16 +96,10 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
     if threads:                 # tiny models run fastest on one thread, and a shared machine punishes more
         torch.set_num_threads(threads)
     device = pick_device(device)
-    refs = _refs(paths)
-
-    run_configs, plans = {}, []
-    for ref in refs:
-        run_dir = run_dir_of(Path(ref.path)) if ref.format == "gptlab_run" else None
-        if run_dir is not None and run_dir not in run_configs:
-            run_configs[run_dir] = bpb_domains.read_run_config(run_dir)
-        plans.append((ref, run_dir, bpb_domains.domains_for(ref, run_configs.get(run_dir, {}), explicit)))
-    if launched_world()[1] > 1:                  # under torchrun: the ranks share the work (ranks.py)
-        dist = ranks.session(device)
+    dist = ranks.session(device) if launched_world()[1] > 1 else None
+    run_configs, plans = ranks.agreed(dist, lambda: _plans(paths, explicit))   # an error on any rank stops all
+    refs = [plan[0] for plan in plans]
+    if dist is not None:                         # under torchrun: the ranks share the work (ranks.py)
         rows_default = 64 if dist.device.type == "cpu" else 256
         spec = ranks.JobSpec(db=db, plans=plans, run_configs=run_configs, suite=the_suite, temperatures=temperatures,
                              lengths=max_tokens, samples=samples, seed=seed, top_k=top_k, top_p=top_p,

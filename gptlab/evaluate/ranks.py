@@ -84,6 +84,21 @@ def session(device=None) -> Dist:
     return _SESSION[0]
 
 
+def agreed(dist: Dist | None, prepare: Callable):
+    """`prepare()` on every rank; a GptlabError on any rank is raised on all of them (the lowest rank's), so
+    that no rank goes on into collectives the others never reach (`watch` goes on after an error)."""
+    if dist is None:
+        return prepare()
+    try:
+        result, error = prepare(), None
+    except GptlabError as e:
+        result, error = None, str(e)
+    first = next((e for e in dist.all_gather_objects(error) if e), None)
+    if first:
+        raise GptlabError(first)
+    return result
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -98,8 +113,7 @@ def evaluate_ranks(dist: Dist, spec: JobSpec, t0: float) -> Summary:
     bar = JobProgress(0, False)
     try:
         launch = dist.broadcast_object(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}" if lead else None)
-        if lead:
-            store = Store(spec.db)
+        store = agreed(dist, lambda: Store(spec.db) if lead else None)
         _merge_leftovers(dist, store, spec.db, say)
         looks, held = _look(dist, spec)
         got = dist.gather_objects((looks, held[0][0] if held else None))
@@ -115,13 +129,18 @@ def evaluate_ranks(dist: Dist, spec: JobSpec, t0: float) -> Summary:
             say(_describe(plan["units"]))
         bar = JobProgress(sum(_size(u, plan) for u in plan["units"][dist.rank]), spec.progress and lead)
         mine = journal.Journal(spec.db, launch, dist.rank)
-        calls, warnings = _work(dist, spec, plan, held, mine, bar)
+        calls, warnings, failed = _work(dist, spec, plan, held, mine, bar)
         bar.close()
-        got = dist.gather_objects({"records": mine.records, "calls": calls, "warnings": warnings})
+        got = dist.gather_objects({"records": mine.records, "calls": calls, "warnings": warnings, "error": failed})
         if lead:
             _merge_results(store, spec, plan, got, summary, say)
-        dist.broadcast_object(None)                  # merged: the journals can go
+            failed = next((part["error"] for part in got if part["error"]), None)
+        failed = dist.broadcast_object(failed)       # merged: the journals can go
         mine.remove()
+        if failed:                                   # what was done is stored; the job still failed
+            if lead:
+                raise GptlabError(failed)
+            return summary
         if lead and spec.suite and spec.diagnose:
             hashes = [info.weights_hash for info in plan["infos"]]
             total = store.query(f"SELECT COUNT(*) AS n FROM samples WHERE weights_hash IN "
@@ -262,19 +281,35 @@ def _size(u: balance.Unit, plan: dict) -> int:
 
 
 def _describe(units: list[list[balance.Unit]]) -> str:
+    def n(count: int, one: str, many: str) -> str:
+        return f"{count} {one if count == 1 else many}"
+
     def one(r, us):
         bpb = {(u.checkpoint, u.item) for u in us if u.kind == "bpb"}
         stripes = sum(u.stripes > 1 for u in us)
-        return (f"rank {r}: {len({u.checkpoint for u in us})} checkpoints, {len(bpb)} bpb domains"
-                f"{f' ({stripes} stripes)' if stripes else ''}, {sum(u.kind == 'samples' for u in us)} sample batches")
+        parts = [n(len({u.checkpoint for u in us}), "checkpoint", "checkpoints"),
+                 n(len(bpb), "bpb domain", "bpb domains") + (f" ({n(stripes, 'stripe', 'stripes')})" if stripes else ""),
+                 n(sum(u.kind == "samples" for u in us), "sample batch", "sample batches")]
+        return f"rank {r}: " + ", ".join(parts)
     return f"{len(units)} ranks: " + "; ".join(one(r, us) for r, us in enumerate(units))
 
 
 def _work(dist: Dist, spec: JobSpec, plan: dict, held: list, mine: journal.Journal, bar: JobProgress):
-    """Evaluate this rank's units, one journal line each; returns (model calls, warnings). `held`: [(index,
-    LoadedModel)] from the look, emptied here so that the model goes when it is done with."""
+    """Evaluate this rank's units, one journal line each; returns (model calls, warnings, error). A
+    GptlabError (a token file the tokenizer cannot decode) stops this rank's work and is returned, so that all
+    ranks still meet to merge. `held`: [(index, LoadedModel)] from the look, emptied here so that the model
+    goes when it is done with."""
+    calls = [0]
+    try:
+        warnings = _work_units(dist, spec, plan, held, mine, bar, calls)
+    except GptlabError as e:
+        return calls[0], [], str(e)
+    return calls[0], warnings, None
+
+
+def _work_units(dist, spec, plan, held, mine, bar, calls) -> list[str]:
     units = plan["units"][dist.rank]
-    calls, warnings = [0], []
+    warnings = []
     by_checkpoint: dict[int, list[balance.Unit]] = {}
     for u in units:
         by_checkpoint.setdefault(u.checkpoint, []).append(u)
@@ -321,7 +356,7 @@ def _work(dist: Dist, spec: JobSpec, plan: dict, held: list, mine: journal.Journ
         hook.remove()
         loaded = engine = None
         gc.collect()
-    return calls[0], warnings
+    return warnings
 
 
 def _merge_results(store, spec: JobSpec, plan: dict, got: list[dict], summary: Summary, say) -> None:
