@@ -281,6 +281,8 @@ def _compare(args):
                         evaluate_missing=not args.no_eval, bpb_files=args.bpb or None, temperature=args.temperature,
                         resamples=args.resamples, samples=args.samples, seed=args.seed, device=args.device,
                         max_tokens=_numbers(args.max_tokens, int, "--max-tokens"))
+    if got is None:             # a rank other than 0 under torchrun: it evaluated, rank 0 prints
+        return 0
     if args.json:
         print(json.dumps(comparison_record(got["comparison"], got["claims"])))
     else:

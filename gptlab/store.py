@@ -175,9 +175,13 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        """One unit of work: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (also KeyboardInterrupt)."""
+        """One unit of work: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (also KeyboardInterrupt).
+        Inside another transaction it joins that one (a merge of many units commits them together)."""
         if self.readonly:
             raise GptlabError(f"{self.path}: opened read-only (a reader); nothing can be written to it")
+        if self.db.in_transaction:
+            yield self.db
+            return
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:

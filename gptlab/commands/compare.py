@@ -8,6 +8,8 @@ results already there are reused, so a second run only reads — on one set of b
 (`--bpb`, else the first gptlab run's own val domains, else the shipped corpus). Then the store is read
 (gptlab/compare/measurements.py), ranked (gptlab/compare/ranking.py) and written as compare.md and
 compare.html (gptlab/report/sections/compare.py). A run name in the store needs no model at all.
+Under torchrun (`torchrun --nproc_per_node=4 -m gptlab compare ...`) every rank takes part in the evaluation
+and rank 0 alone compares and writes (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gptlab.compare.claims import load_claims
 from gptlab.compare.claims_verdict import check
 from gptlab.compare.measurements import PREFERRED_TEMPERATURE, Measurements, pick, resolve
 from gptlab.compare.ranking import build
+from gptlab.distributed import launched_world
 from gptlab.errors import GptlabError
 from gptlab.evaluate import bpb_domains
 from gptlab.evaluate.job import evaluate
@@ -66,9 +69,10 @@ def _stored_row(store, ref) -> dict:
 
 def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite: str = "default",
                   claims: str | None = None, evaluate_missing: bool = True, bpb_files=None,
-                  temperature: float | None = None, resamples: int = stats.RESAMPLES, **eval_kw) -> dict:
+                  temperature: float | None = None, resamples: int = stats.RESAMPLES, **eval_kw) -> dict | None:
     """Evaluate what is missing (eval_kw go to gptlab.evaluate.job.evaluate), measure, render; returns
-    {"comparison", "claims", "markdown", "html"}. Intervals use bootstrap seed 0, so they never change."""
+    {"comparison", "claims", "markdown", "html"}. Intervals use bootstrap seed 0, so they never change.
+    Under torchrun every rank evaluates its share; only rank 0 goes on to compare (the others get None)."""
     if len(targets) < 1:
         raise GptlabError("compare: give at least one PATH")
     claims_file = load_claims(claims) if claims else None        # a bad file fails before any model runs
@@ -80,6 +84,8 @@ def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite:
                  temperatures=temps, **eval_kw)
     elif not Path(db).is_file():
         raise GptlabError(f"{db}: no results store here")
+    if launched_world()[0] != 0:
+        return None                 # another rank under torchrun: it helped evaluate; rank 0 compares
     store = Store(db, readonly=True)
     try:
         rows = [_stored_row(store, refs[t]) if refs[t] is not None and evaluate_missing else None for t in targets]

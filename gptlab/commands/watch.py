@@ -10,6 +10,11 @@ cheap, and each stored unit is one transaction, so Ctrl-C at any moment leaves a
 previous complete report. A run directory that disappears ends the watch with a one-line error (exit 2).
 This is the only place where reporting and evaluation meet: the report itself stays a pure reader of the store.
 
+Under torchrun (`torchrun --nproc_per_node=4 -m gptlab watch runs/d12`) rank 0 looks for checkpoints and
+sends every look's new ones to the other ranks (an empty list when there are none, so no rank waits longer
+than an interval plus an evaluation); all ranks evaluate them together (gptlab/evaluate/ranks.py) and rank 0
+alone writes the report. When rank 0 stops it sends None, and the others return.
+
     python -m pytest tests/test_watch.py
 """
 
@@ -23,7 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gptlab.checkpoints import discover
+from gptlab.distributed import launched_world
 from gptlab.errors import GptlabError
+from gptlab.evaluate import ranks
 from gptlab.evaluate.job import evaluate
 from gptlab.report import write_report
 from gptlab.store import Store
@@ -91,6 +98,10 @@ def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, 
         raise GptlabError(f"--interval {interval}: must be a positive number of seconds, at most {MAX_INTERVAL_S}")
     out = Path(out) if out else run_dir / "report"
     evaluate = evaluate or _default_evaluate
+    rank, world = launched_world()
+    if world > 1 and rank != 0:
+        return _follow(evaluate, db)
+    tell = ranks.session().broadcast_object if world > 1 else (lambda paths: paths)
     done: set[str] = set()
     last = None
     polls = 0
@@ -102,6 +113,7 @@ def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, 
                 if not run_dir.is_dir():
                     raise GptlabError(f"run directory {run_dir} is gone (deleted or moved); stopped watching")
                 new = [r for r in _complete_checkpoints(run_dir) if str(r.path) not in done]
+                tell([str(r.path) for r in new])
                 if new:
                     echo(f"new checkpoint{'s' if len(new) > 1 else ''}: " + ", ".join(r.label for r in new))
                     try:
@@ -119,4 +131,18 @@ def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, 
         echo("stopped watching; " + (f"the report is at {last['html']}" if last else
                                      f"no report written yet (`gptlab report {run_dir} --db {db}` writes one "
                                      f"from what is stored)"))
+    finally:
+        tell(None)                      # the other ranks return
+    return 0
+
+
+def _follow(evaluate, db: str) -> int:
+    """A rank other than 0: evaluate, together with the others, what rank 0 found, until it sends None."""
+    dist = ranks.session()
+    while (paths := dist.broadcast_object(None)) is not None:
+        if paths:
+            try:
+                evaluate(paths, db=db)
+            except GptlabError:
+                pass                    # rank 0 says it and watches on
     return 0

@@ -26,6 +26,11 @@ are measured on the same scale. The protocol, decided once here:
 Memory stays flat: documents stream through (read_documents is a generator), windows go into a bounded pool,
 are sorted by shape, and are run `batch_size` at a time; per-document sums are kept (DocScore) because the
 compare command bootstraps confidence intervals over documents.
+
+Stripes (evaluation across ranks, gptlab/evaluate/ranks.py): `stripes=(ks, n)` scores only the windows whose
+index j in the text (documents in order, windows in order) has j % n in ks, and returns per-document partial
+sums; `merge_parts` adds the parts of a whole set into the same result, equal to one pass up to float
+rounding (a window's batch neighbours differ).
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def windows(n: int, context: int, stride: int) -> Iterator[tuple[int, int, int]]
 
 def score_documents(model, tokenizer, documents: Iterable[str], *, stride: int | None = None,
                     batch_size: int = 16, device="cpu", dtype=None,
-                    progress: Callable[[int], None] | None = None) -> BpbResult:
+                    progress: Callable[[int], None] | None = None, stripes=None) -> BpbResult:
     """Bits per byte of `model` on `documents` (see the module docstring for the protocol).
 
     The model is moved to `device` (and cast to `dtype`, e.g. torch.bfloat16, when given) in place.
@@ -102,7 +107,7 @@ def score_documents(model, tokenizer, documents: Iterable[str], *, stride: int |
             yield from _with_bos(tokenizer.encode_batch(chunk), bos)
 
     return score_tokens(model, sequences(), tokenizer.token_bytes(), stride=stride, batch_size=batch_size,
-                        device=device, dtype=dtype, progress=progress)
+                        device=device, dtype=dtype, progress=progress, stripes=stripes)
 
 
 def _with_bos(batch: list[list[int]], bos: int | None) -> Iterator[list[int]]:
@@ -112,8 +117,9 @@ def _with_bos(batch: list[list[int]], bos: int | None) -> Iterator[list[int]]:
 
 def score_tokens(model, sequences: Iterable[list[int]], token_bytes, *, stride: int | None = None,
                  batch_size: int = 16, device="cpu", dtype=None,
-                 progress: Callable[[int], None] | None = None) -> BpbResult:
-    """The same protocol on token sequences whose first token is context only (BOS, or a first token)."""
+                 progress: Callable[[int], None] | None = None, stripes=None) -> BpbResult:
+    """The same protocol on token sequences whose first token is context only (BOS, or a first token).
+    `stripes=(ks, n)`: only windows j with j % n in ks, a part for `merge_parts` (module docstring)."""
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     model.to(device=device, **({"dtype": dtype} if dtype is not None else {}))
@@ -142,23 +148,41 @@ def score_tokens(model, sequences: Iterable[list[int]], token_bytes, *, stride: 
             if progress is not None:
                 progress(n_tokens)
 
+    ks, n_stripes = (None, 1) if stripes is None else (frozenset(stripes[0]), int(stripes[1]))
+    j = -1                                            # index of the window in the whole text
     with torch.inference_mode():
         for ids in sequences:
             ids = np.asarray(ids, dtype=np.int64)    # windows below are views of it, not copies
             doc_i = len(docs)
             docs.append(DocScore(0.0, 0, 0))
             for start, end, first in windows(len(ids), context, stride):
+                j += 1
+                if ks is not None and j % n_stripes not in ks:
+                    continue
                 pool.append((doc_i, ids[start:end + 1], first))
                 if len(pool) >= POOL_BATCHES * batch_size:
                     flush(pool)
                     pool = []
         flush(pool)
+    return _result(docs, partial=stripes is not None)
 
+
+def _result(docs: list[DocScore], partial: bool = False) -> BpbResult:
     nll = math.fsum(d.nll for d in docs)
     nbytes = sum(d.bytes for d in docs)
-    if nbytes == 0:
+    if nbytes == 0 and not partial:
         raise GptlabError("nothing to score: the documents hold no bytes after their first token")
-    return BpbResult(nll / (math.log(2) * nbytes), nll, nbytes, sum(d.tokens for d in docs), docs)
+    bpb = nll / (math.log(2) * nbytes) if nbytes else math.nan
+    return BpbResult(bpb, nll, nbytes, sum(d.tokens for d in docs), docs)
+
+
+def merge_parts(parts: list[BpbResult]) -> BpbResult:
+    """The result of a whole text from the parts of a set of stripes (each document's sums added up)."""
+    if not parts or len({len(p.docs) for p in parts}) != 1:
+        raise GptlabError("bpb parts of different texts cannot be merged")
+    docs = [DocScore(math.fsum(p.docs[i].nll for p in parts), sum(p.docs[i].bytes for p in parts),
+                     sum(p.docs[i].tokens for p in parts)) for i in range(len(parts[0].docs))]
+    return _result(docs)
 
 
 def _batches(pieces, batch_size):

@@ -114,6 +114,20 @@ def domains_for(ref, run_config: dict, explicit: list[Domain] | None) -> list[Do
     return corpus_domains()
 
 
+def token_documents(d: Domain, tokenizer) -> dict[str, list[str]]:
+    """{file: documents} of the domain's token-id files, decoded with the checkpoint's tokenizer; a file it
+    cannot decode is an error (exit 2), not a skipped domain."""
+    return {f: decode_documents(f, tokenizer) for f in d.files if is_token_file(f)}
+
+
+def text_documents(d: Domain, token_docs: dict[str, list[str]]) -> list[str]:
+    """Every document of the domain, its files in order (token files from `token_documents`)."""
+    docs = [doc for f in d.files for doc in (token_docs.get(f) or read_documents(f))]
+    if not docs:
+        raise GptlabError(f"{', '.join(d.files)}: no documents")
+    return docs
+
+
 def score_domains(store, loaded, domains: list[Domain], *, device, on_result=None, warn=print) -> tuple[int, int]:
     """bpb of one model on each domain, from the store when there, else computed and stored.
     `on_result(domain, row, cached)` after each; returns (computed, cached)."""
@@ -133,12 +147,10 @@ def score_domains(store, loaded, domains: list[Domain], *, device, on_result=Non
         if was_cached:
             cached += 1
         else:
-            token_docs = {f: decode_documents(f, loaded.tokenizer) for f in d.files if is_token_file(f)}
+            token_docs = token_documents(d, loaded.tokenizer)
             try:                        # ^ a bad .bin you named is an error (exit 2), not a skipped domain
-                docs = [doc for f in d.files for doc in (token_docs.get(f) or read_documents(f))]
-                if not docs:
-                    raise GptlabError(f"{', '.join(d.files)}: no documents")
-                result = score_documents(loaded.model, loaded.tokenizer, docs, device=device)
+                result = score_documents(loaded.model, loaded.tokenizer, text_documents(d, token_docs),
+                                         device=device)
             except GptlabError as e:
                 warn(f"bpb domain {d.name} of {info.run}@{info.step}: {e}; skipped")
                 if on_result:

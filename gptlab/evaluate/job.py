@@ -3,105 +3,41 @@ probe suite and the detectors' findings — each taken from the results store wh
 
     gptlab eval runs/demo --db results.sqlite                  all checkpoints of a run, oldest first
     gptlab eval ckpt.pt --bpb code=val.jsonl --no-probes --json
-    python -m pytest tests/test_eval.py
+    torchrun --nproc_per_node=8 -m gptlab eval runs/d12         the same work split across ranks (ranks.py)
+    python -m pytest tests/test_eval.py tests/test_eval_distributed.py
 
 Per checkpoint: load it, record the model (and, for a gptlab run, its config and training log), score each
 bpb domain (gptlab/evaluate/bpb_domains.py says which text), sample the suite (probe_sampling.py), then
 diagnose the new samples (findings.py). Every unit — a domain's bpb, a batch of samples, a chunk of
 findings — is one transaction, so a job killed at any moment resumes where it stopped, and a repeated job
 loads each model but never runs it: the summary says "cache hit" and counts zero model calls.
+
+Under torchrun (WORLD_SIZE > 1) the checked arguments and the list of checkpoints go to
+gptlab/evaluate/ranks.py, which splits the job across the ranks. A job in one process first merges what an
+interrupted job across ranks left in its journals (gptlab/evaluate/journal.py).
 """
 
 from __future__ import annotations
 
 import gc
 import math
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gptlab.checkpoints import discover, load
 from gptlab.checkpoints.gptlab_run import read_metrics, run_dir_of
 from gptlab.devices import pick_device
+from gptlab.distributed import launched_world
 from gptlab.engine import Engine
 from gptlab.errors import GptlabError
-from gptlab.evaluate import bpb_domains
+from gptlab.evaluate import bpb_domains, journal, ranks
 from gptlab.evaluate.findings import diagnose_stored
-from gptlab.evaluate.probe_sampling import register_probes, sample_suite
+from gptlab.evaluate.job_summary import JobProgress, Summary, bpb_line
+from gptlab.evaluate.probe_sampling import register_probes, sample_suite, sampling_warnings
 from gptlab.probes import load_suite
 from gptlab.store import Store
-
-
-@dataclass
-class Summary:
-    checkpoints: int = 0
-    bpb_computed: int = 0
-    bpb_cached: int = 0
-    generations: int = 0             # sampled rows (each gives one stored sample per length)
-    samples_written: int = 0
-    samples_cached: int = 0
-    findings_computed: int = 0
-    findings_cached: int = 0
-    model_calls: int = 0             # forward passes of any model during this job
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    bpb: list[dict] = field(default_factory=list)     # one {"model","step","domain","bpb","bytes","tokens"} each
-
-    @property
-    def cache_hit(self) -> bool:
-        return self.model_calls == 0 and not (self.bpb_computed or self.samples_written or self.findings_computed)
-
-    def lines(self, db) -> list[str]:
-        out = [f"{self.checkpoints} checkpoint{'s' * (self.checkpoints != 1)} in {self.seconds:.1f} s: "
-               f"bpb {self.bpb_computed} computed, {self.bpb_cached} cached; samples {self.samples_written} "
-               f"written ({self.generations} generations), {self.samples_cached} cached; findings "
-               f"{self.findings_computed} computed, {self.findings_cached} cached; {self.model_calls} model calls"]
-        if self.cache_hit:
-            out.append(f"cache hit: every result was already in {db}; no model was run")
-        return out
-
-
-class JobProgress:
-    """One bar over the whole job's units (bpb domains, sample rows, findings) on a terminal; a plain line
-    every few seconds otherwise (logs and pipes)."""
-
-    def __init__(self, total: int, enabled: bool, every_s: float = 10.0):
-        self.total, self.done, self.enabled, self.every_s = total, 0, enabled, every_s
-        self.what, self._last, self._bar = "", 0.0, None
-        if enabled and sys.stderr.isatty():
-            self._bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[what]}"),
-                                 console=Console(stderr=True))
-            self._bar.start()
-            self._task = self._bar.add_task("eval", total=total, what="")
-
-    def say(self, msg: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(msg, markup=False, highlight=False)
-        else:
-            print(msg, file=sys.stderr, flush=True)
-
-    def status(self, what: str) -> None:
-        self.what = what
-        self.advance(0)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, what=self.what)
-        elif self.enabled and time.monotonic() - self._last > self.every_s:
-            self._last = time.monotonic()
-            print(f"eval {self.done}/{self.total} units  {self.what}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
 
 
 def _validate(temperatures, max_tokens, samples, seed, top_k, top_p, batch_rows, threads=None):
@@ -126,15 +62,20 @@ def _validate(temperatures, max_tokens, samples, seed, top_k, top_p, batch_rows,
         raise GptlabError(f"--threads {threads}: must be >= 0 (0: torch's default)")
 
 
-def _refs(paths):
-    seen, out = set(), []
+def _plans(paths, explicit) -> tuple[dict, list]:
+    """({run dir: run config}, [(checkpoint ref, run dir or None, bpb domains)]) for every checkpoint, once."""
+    seen, run_configs, plans = set(), {}, []
     for p in paths:
         for ref in discover(p):
             key = str(Path(ref.path).resolve())
-            if key not in seen:
-                seen.add(key)
-                out.append(ref)
-    return out
+            if key in seen:
+                continue
+            seen.add(key)
+            run_dir = run_dir_of(Path(ref.path)) if ref.format == "gptlab_run" else None
+            if run_dir is not None and run_dir not in run_configs:
+                run_configs[run_dir] = bpb_domains.read_run_config(run_dir)
+            plans.append((ref, run_dir, bpb_domains.domains_for(ref, run_configs.get(run_dir, {}), explicit)))
+    return run_configs, plans
 
 
 def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,), max_tokens=(80, 200),
@@ -155,14 +96,16 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
     if threads:                 # tiny models run fastest on one thread, and a shared machine punishes more
         torch.set_num_threads(threads)
     device = pick_device(device)
-    refs = _refs(paths)
-
-    run_configs, plans = {}, []
-    for ref in refs:
-        run_dir = run_dir_of(Path(ref.path)) if ref.format == "gptlab_run" else None
-        if run_dir is not None and run_dir not in run_configs:
-            run_configs[run_dir] = bpb_domains.read_run_config(run_dir)
-        plans.append((ref, run_dir, bpb_domains.domains_for(ref, run_configs.get(run_dir, {}), explicit)))
+    dist = ranks.session(device) if launched_world()[1] > 1 else None
+    run_configs, plans = ranks.agreed(dist, lambda: _plans(paths, explicit))   # an error on any rank stops all
+    refs = [plan[0] for plan in plans]
+    if dist is not None:                         # under torchrun: the ranks share the work (ranks.py)
+        rows_default = 64 if dist.device.type == "cpu" else 256
+        spec = ranks.JobSpec(db=db, plans=plans, run_configs=run_configs, suite=the_suite, temperatures=temperatures,
+                             lengths=max_tokens, samples=samples, seed=seed, top_k=top_k, top_p=top_p,
+                             batch_rows=batch_rows or rows_default, bpb=bpb, diagnose=diagnose, execute=execute,
+                             unsafe_exec=unsafe_exec, progress=progress, on_bpb=on_bpb, echo=echo)
+        return ranks.evaluate_ranks(dist, spec, t0)
     rows = len(the_suite.probes) * len(temperatures) * samples if the_suite else 0
     units = sum((len(d) if bpb else 0) + rows + (rows * len(max_tokens) if diagnose else 0) for _, _, d in plans)
 
@@ -177,6 +120,12 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
     store = Store(db)
     calls = [0]
     try:
+        left, files = journal.read_leftovers(db)      # units an interrupted job across ranks left behind
+        if left:
+            merged = journal.merge(store, left)
+            journal.remove_files(files)
+            say(f"merged {len(left)} units left by an interrupted job across ranks: {len(merged.bpb)} bpb, "
+                f"{merged.samples_written} samples")
         if the_suite:
             register_probes(store, the_suite)
         stored_runs = set()
@@ -236,8 +185,7 @@ def _score(store, loaded, domains, device, bar, summary, on_bpb, say, warn):
     summary.bpb_computed += computed
     summary.bpb_cached += cached
     if parts:
-        state = "cached" if not computed else "computed" if not cached else f"{computed} computed"
-        say(f"{info.run}@{info.step} bpb ({state}): " + ", ".join(parts))
+        say(bpb_line(f"{info.run}@{info.step}", parts, computed, cached))
 
 
 def _sample(store, loaded, suite, bar, summary, warn, **kw):
@@ -245,17 +193,10 @@ def _sample(store, loaded, suite, bar, summary, warn, **kw):
     bar.status(f"{info.run}@{info.step}: sampling")
     engine = Engine(loaded.model, loaded.tokenizer, max_rows=kw.pop("batch_rows"))
     counts = sample_suite(store, engine, info.weights_hash, suite, on_rows=bar.advance, **kw)
-    where = f"{info.run}@{info.step} (context {engine.context} tokens)"
-    if counts.generated_rows and counts.cropped:
-        warn(f"{where}: prompts cropped from the left to fit: {', '.join(counts.cropped)}")
-    if counts.generated_rows and counts.shortened:
-        short = counts.shortened
-        which = ", ".join(f"{k} ({v})" for k, v in short.items()) if len(short) <= 4 else \
-            f"{len(short)} probes ({min(short.values())} to {max(short.values())} tokens)"
-        warn(f"{where}: fewer than {max(kw['max_tokens'])} tokens generated for {which}")
+    for msg in sampling_warnings(f"{info.run}@{info.step}", engine.context, counts, max(kw["max_tokens"]),
+                                 counts.generated_rows > 0):
+        warn(msg)
     if counts.skipped:
-        warn(f"{info.run}@{info.step}: the tokenizer cannot encode the prompts of {', '.join(counts.skipped)}; "
-             f"skipped")
         bar.advance(len(counts.skipped) * len(kw["temperatures"]) * kw["samples"])
     summary.generations += counts.generated_rows
     summary.samples_written += counts.written
