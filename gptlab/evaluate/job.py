@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gptlab.checkpoints import discover, load
 from gptlab.checkpoints.gptlab_run import read_metrics, run_dir_of
-from gptlab.devices import pick_device
+from gptlab.devices import eval_dtype, pick_device
 from gptlab.engine import Engine
 from gptlab.errors import GptlabError
 from gptlab.evaluate import bpb_domains
@@ -141,9 +141,11 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
              samples: int = 8, seed: int = 0, bpb_files=None, device=None, probes: bool = True,
              progress: bool = True, bpb: bool = True, diagnose: bool = True, execute: bool = True,
              unsafe_exec: bool = False, top_k: int | None = None, top_p: float | None = None,
-             batch_rows: int | None = None, threads: int | None = None, on_bpb=None, echo=None) -> Summary:
+             batch_rows: int | None = None, threads: int | None = None, on_bpb=None, echo=None,
+             dtype: str | None = "auto") -> Summary:
     """Evaluate every checkpoint found under `paths` into the store at `db`; see the module docstring.
-    `on_bpb(row)` receives each {"model","step","domain","bpb","bytes","tokens"} (the CLI's --json)."""
+    `on_bpb(row)` receives each {"model","step","domain","bpb","bytes","tokens"} (the CLI's --json).
+    `dtype`: the weights' dtype while evaluating (auto: bfloat16 on CUDA, else as loaded; gptlab.devices)."""
     t0 = time.perf_counter()
     temperatures = tuple(float(t) if isinstance(t, int) and not isinstance(t, bool) else t for t in temperatures)
     max_tokens = tuple(sorted(set(max_tokens)))
@@ -155,6 +157,7 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
     if threads:                 # tiny models run fastest on one thread, and a shared machine punishes more
         torch.set_num_threads(threads)
     device = pick_device(device)
+    weights_dtype = eval_dtype(dtype, device)
     refs = _refs(paths)
 
     run_configs, plans = {}, []
@@ -183,6 +186,8 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
         for ref, run_dir, domains in plans:
             bar.status(f"{ref.label}: loading")
             loaded = load(ref, device)
+            if weights_dtype is not None:
+                loaded.model.to(dtype=weights_dtype)
             info = loaded.info
             hook = loaded.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
             store.put_model(info)
@@ -196,7 +201,7 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
             if the_suite:
                 _sample(store, loaded, the_suite, bar, summary, warn, temperatures=temperatures,
                         max_tokens=max_tokens, samples=samples, seed=seed, top_k=top_k, top_p=top_p,
-                        batch_rows=batch_rows or (64 if device.type == "cpu" else 256))
+                        batch_rows=batch_rows)
             hook.remove()
             del loaded
             gc.collect()
@@ -245,6 +250,8 @@ def _sample(store, loaded, suite, bar, summary, warn, **kw):
     bar.status(f"{info.run}@{info.step}: sampling")
     engine = Engine(loaded.model, loaded.tokenizer, max_rows=kw.pop("batch_rows"))
     counts = sample_suite(store, engine, info.weights_hash, suite, on_rows=bar.advance, **kw)
+    for note in engine.notes:
+        warn(f"{info.run}@{info.step}: {note}")
     where = f"{info.run}@{info.step} (context {engine.context} tokens)"
     if counts.generated_rows and counts.cropped:
         warn(f"{where}: prompts cropped from the left to fit: {', '.join(counts.cropped)}")
