@@ -47,7 +47,7 @@ class DecodeStep:
                 raise ValueError(f"decode mode {mode!r} needs a CUDA device, not {self.x.device}")
             fn = forward
             if mode == "compiled":
-                fn = torch.compile(forward, dynamic=False, mode="max-autotune-no-cudagraphs")
+                fn = torch.compile(forward, dynamic=False)
             self._capture(fn)
 
     def _capture(self, fn) -> None:
