@@ -63,7 +63,6 @@ def missing(*modules: str) -> str | None:
 def run_child(args) -> None:
     """One row in this process; its result is the last stdout line, 'ACCEPTANCE_ROW {json}'."""
     import torch  # deferred: the parent process only orchestrates and never needs it
-
     from acceptance.common import FULL, SMOKE, describe, pick  # deferred: imports torch
     shapes = SMOKE if args.smoke else FULL
     device = pick(args.device)
@@ -115,60 +114,60 @@ def _text(b) -> str:
     return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
 
 
-def _num(x, fmt="{:,.0f}") -> str:
-    return "-" if x is None else fmt.format(x)
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _val(rows, name, *path):
-    """rows[name][path...] or None."""
-    x = rows.get(name, {})
-    for p in path:
-        x = x.get(p) if isinstance(x, dict) else None
-    return x
+def _status(rows: dict, name: str):
+    return rows.get(name, {}).get("status", "not run")
 
 
 def summarize(rows: dict) -> list[dict]:
     """The table: one line per figure, with its target and whether it was met (None: not measured)."""
     ok = {k: v for k, v in rows.items() if v.get("status") == "ok"}
-    out = []
     ours, peer = ok.get("train_gptlab"), ok.get("train_nanochat")
     mfu = ours and ours.get("mfu")
-    met = None if not ours or mfu is None else mfu >= 0.45 and (peer is None or ours["tokens_per_s"] >= peer["tokens_per_s"])
-    out.append({"figure": "d12 training tokens/s (seq 2048, 32x2048, bf16, compiled)",
-                "gptlab": ours and f"{ours['tokens_per_s']:,} (MFU {_num(mfu and 100 * mfu, '{:.1f}%')})",
-                "peer": peer and f"nanochat {peer['tokens_per_s']:,} (MFU {_num(peer.get('mfu') and 100 * peer['mfu'], '{:.1f}%')})",
-                "ratio": ours and peer and round(ours["tokens_per_s"] / peer["tokens_per_s"], 2),
-                "target": "MFU >= 45% and >= nanochat", "met": met,
-                GIB: [_val(rows, "train_gptlab", "peak_gpu_gib"), _val(rows, "train_nanochat", "peak_gpu_gib")],
-                "notes": f"attention: gptlab {_val(rows, 'train_gptlab', 'attention')}; nanochat "
-                         f"{_val(rows, 'train_nanochat', 'attention')}; status: {rows.get('train_gptlab', {}).get('status')}"
-                         f" / {rows.get('train_nanochat', {}).get('status')}"})
+    faster = peer is None or (ours and ours["tokens_per_s"] >= peer["tokens_per_s"])
+    out = [{"figure": "d12 training tokens/s (seq 2048, 32x2048, bf16, compiled)",
+            "gptlab": ours and f"{ours['tokens_per_s']:,} (MFU {_pct(mfu)})",
+            "peer": peer and f"nanochat {peer['tokens_per_s']:,} (MFU {_pct(peer.get('mfu'))})",
+            "ratio": ours and peer and round(ours["tokens_per_s"] / peer["tokens_per_s"], 2),
+            "target": "MFU >= 45% and >= nanochat", "met": None if mfu is None else mfu >= 0.45 and faster,
+            GIB: [(ours or {}).get("peak_gpu_gib"), (peer or {}).get("peak_gpu_gib")],
+            "notes": f"attention: gptlab {(ours or {}).get('attention')}; nanochat {(peer or {}).get('attention')}; "
+                     f"status {_status(rows, 'train_gptlab')} / {_status(rows, 'train_nanochat')}"}]
     for name, peer_name, what in (("bpb", "transformers", "bpb tokens/s (GPT-2 124M shape)"),
                                   ("sampling", "transformers generate", "sampling tokens/s (GPT-2 124M shape)")):
         r = ok.get(name)
         tps = r and r["tokens_per_s"]
+        if r is None:
+            notes = _status(rows, name)
+        elif name == "bpb":
+            notes = f"bpb gap {r['bpb_gap']}, vs logits_to_keep {r['ratio_logits_to_keep']}x, batch {r['batch']}"
+        else:
+            notes = (f"decode {r['decode']}, eager decode {tps['gptlab (eager decode)']:,} tokens/s, "
+                     f"greedy parity {r['greedy_parity']}")
         out.append({"figure": what, "gptlab": tps and f"{tps['gptlab']:,}",
                     "peer": tps and f"{peer_name} {tps['transformers']:,}", "ratio": r and r["ratio"],
                     "target": ">= 3x", "met": None if not r else r["ratio"] >= 3,
-                    GIB: r and [r["peak_gpu_gib"].get(k) for k in ("gptlab", "transformers")],
-                    "notes": rows.get(name, {}).get("status") if not r else
-                    (f"bpb gap {r['bpb_gap']}, vs logits_to_keep {r['ratio_logits_to_keep']}x, batch {r['batch']}"
-                     if name == "bpb" else f"decode {r['decode']}, eager decode {tps['gptlab (eager decode)']:,}, "
-                                           f"greedy parity {r['greedy_parity']}")})
+                    GIB: r and [r["peak_gpu_gib"].get(k) for k in ("gptlab", "transformers")], "notes": notes})
     r = ok.get("full_eval")
     out.append({"figure": "full default eval, 10 d12-shape checkpoints (s)",
                 "gptlab": r and f"{r['wall_s_for_all']}" + (" (extrapolated)" if r["extrapolated"] else ""),
                 "peer": None, "ratio": None, "target": "<= 60 s", "met": None if not r else r["wall_s_for_all"] <= 60,
                 GIB: r and [r["peak_gpu_gib"]],
-                "notes": rows.get("full_eval", {}).get("status") if not r else
+                "notes": _status(rows, "full_eval") if not r else
                 f"{r['evaluated']} of {r['checkpoints']} evaluated, per checkpoint {r['per_checkpoint_s']}"})
     return out
 
 
 def render(table: list[dict]) -> str:
     cols = ["figure", "gptlab", "peer", "ratio", "target", "met", GIB, "notes"]
-    show = lambda v: "-" if v is None else ("yes" if v is True else "no" if v is False else  # noqa: E731
-                                           " / ".join(_num(x, "{:.2f}") for x in v) if isinstance(v, list) else str(v))
+
+    def show(v) -> str:
+        if isinstance(v, list):
+            return " / ".join("-" if x is None else f"{x:.2f}" for x in v)
+        return "-" if v is None else "yes" if v is True else "no" if v is False else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(show(row.get(c)).replace("|", "/") for c in cols) + " |" for row in table]
     return "\n".join(lines)
@@ -208,7 +207,8 @@ def main(argv=None) -> int:
         left = deadline - time.perf_counter()
         skip = missing(*needs) or (f"skipped: out of time ({left:.0f} s of the budget left)" if left < 20 else None)
         print(f"[{time.perf_counter() - t0:6.1f} s] {name}: {skip or 'running'}", file=sys.stderr, flush=True)
-        report["rows"][name] = {"status": skip} if skip else spawn(name, min(smoke_s if args.smoke else full_s, left), args)
+        limit = min(smoke_s if args.smoke else full_s, left)
+        report["rows"][name] = {"status": skip} if skip else spawn(name, limit, args)
         print(f"[{time.perf_counter() - t0:6.1f} s] {name}: {report['rows'][name]['status']}", file=sys.stderr,
               flush=True)
         report["device"] = report["device"] or report["rows"][name].get("device")

@@ -10,8 +10,8 @@
 batches; on CUDA copied from pinned memory without blocking, bf16 autocast; fp32 on CPU), then maybe `evaluate`
 (training-time val bpb per domain: non-overlapping windows of the val stream, special tokens excluded) every
 `eval_every` steps, a line to metrics.jsonl (train loss, lr, tokens/s, tokens seen, MFU on CUDA) every
-`log_every` steps, and maybe `save` every `save_every` steps and at the end. A non-finite loss stops the run naming the step; the last good
-checkpoint stays.
+`log_every` steps, and maybe `save` every `save_every` steps and at the end. A non-finite loss stops the run
+naming the step; the last good checkpoint stays.
 
 Faults: one training per run directory (an flock, released on any exit); the run's tokenizer and token caches
 are rebuilt when what made them changed; `--resume` falls back past a damaged checkpoint (set aside as

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_gptlab
+
 from gptlab.checkpoints import discover, load
 from gptlab.evaluate.bpb import score_documents
 from gptlab.evaluate.job import evaluate

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu_acceptance.py"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from acceptance.train_rows import find_nanochat  # noqa: E402
+from acceptance.train_rows import find_nanochat
 
 ROWS = ["train_gptlab", "train_nanochat", "bpb", "sampling", "full_eval"]
 

@@ -102,15 +102,16 @@ def sdpa_kernel(device: torch.device, heads: int, head_dim: int, seq: int, dtype
     """Which of PyTorch's attention kernels causal SDPA gets at this shape: flash-attention when it accepts
     the inputs (PyTorch tries it first), else the memory-efficient or math kernel."""
     if device.type != "cuda":
-        return "SDPA (CPU kernel)"
-    from torch.nn.attention import SDPBackend, sdpa_kernel as only  # deferred: CUDA only; torch >= 2.3
+        return "CPU kernel"
+    from torch.nn.attention import SDPBackend  # deferred: CUDA only; torch >= 2.3
+    from torch.nn.attention import sdpa_kernel as only  # deferred: as above
     q = torch.zeros(1, heads, seq, head_dim, device=device, dtype=dtype)
     for backend, name in ((SDPBackend.FLASH_ATTENTION, "flash-attention"),
                           (SDPBackend.EFFICIENT_ATTENTION, "memory-efficient"), (SDPBackend.MATH, "math")):
         try:
             with only(backend):
                 torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
-            return f"SDPA ({name} kernel)"
+            return f"{name} kernel"
         except RuntimeError:
             continue
-    return "SDPA (no kernel accepted the shape)"
+    return "no kernel accepted the shape"

@@ -97,7 +97,7 @@ def bpb(s: Shapes, device: torch.device, args) -> dict:
             if rep:
                 best[name] = min(best[name], dt)
     tps = {k: round(n_tokens / v) for k, v in best.items()}
-    return {"tokens": n_tokens, "windows": sum(map(len, plan)), "batch": batch, "dtype": str(dtype).replace("torch.", ""),
+    return {"tokens": n_tokens, "windows": sum(map(len, plan)), "batch": batch, "dtype": str(dtype)[6:],
             "tokens_per_s": tps, "ratio": round(tps["gptlab"] / tps["transformers"], 2),
             "ratio_logits_to_keep": round(tps["gptlab"] / tps["transformers+logits_to_keep"], 2),
             "bpb": {k: round(v, 6) for k, v in value.items()},
@@ -144,7 +144,7 @@ def sampling(s: Shapes, device: torch.device, args) -> dict:
             if rep:
                 best[name] = min(best[name], dt)
     tps = {k: round(rows * s.new_tokens / v) for k, v in best.items()}
-    return {"rows": rows, "prompt_len": s.prompt_len, "new_tokens": s.new_tokens, "dtype": str(dtype).replace("torch.", ""),
+    return {"rows": rows, "prompt_len": s.prompt_len, "new_tokens": s.new_tokens, "dtype": str(dtype)[6:],
             "decode": fast.decode, "notes": fast.notes, "tokens_per_s": tps,
             "ratio": round(tps["gptlab"] / tps["transformers"], 2),
             "greedy_parity": f"{sum(a == b for a, b in zip(greedy_hf, greedy))}/{len(greedy)} prompts, 8 tokens",

@@ -67,14 +67,14 @@ def train_gptlab(s: Shapes, device: torch.device, args) -> dict:
                       peak_flops=peak_flops(device))
     reset_peak(device)
     warm, _ = timed(lambda: [trainer.train_step(i) for i in range(s.train_warmup)], device)
-    dt, losses = timed(lambda: [trainer.train_step(i)[0] for i in range(s.train_warmup, s.train_warmup + s.train_steps)],
-                       device)
+    timed_steps = range(s.train_warmup, s.train_warmup + s.train_steps)
+    dt, losses = timed(lambda: [trainer.train_step(i)[0] for i in timed_steps], device)
     tps = s.train_steps * s.rows * s.seq / dt
     peak = peak_flops(device)
     return {"tokens_per_s": round(tps), "mfu": round(model.flops_per_token() * tps / peak, 4) if peak else None,
             "flops_per_token": model.flops_per_token(), "params": model.num_params(),
             "peak_flops": peak, "warmup_s": round(warm, 1), "step_s": round(dt / s.train_steps, 4),
-            "last_loss": round(losses[-1], 4), "attention": sdpa_kernel(device, m.n_head, m.head_dim, s.seq),
+            "last_loss": round(losses[-1], 4), "attention": f"SDPA, {sdpa_kernel(device, m.n_head, m.head_dim, s.seq)}",
             "precision": "bf16 autocast, fp32 weights" if bf16 else "fp32",
             "compiled": f"torch.compile (backend {s.compile_backend})", "peak_gpu_gib": peak_gib(device)}
 
@@ -141,7 +141,7 @@ def train_nanochat(s: Shapes, device: torch.device, args) -> dict:
             "flops_per_token": flops, "params": sum(p.numel() for p in model.parameters()), "peak_flops": peak,
             "warmup_s": round(warm, 1), "step_s": round(dt / s.train_steps, 4), "last_loss": round(losses[-1], 4),
             "attention": "Flash Attention 3 (kernels)" if fa3 else
-                         f"SDPA fallback ({sdpa_kernel(device, s.heads, s.width // s.heads, s.seq)})",
+                         f"SDPA fallback, {sdpa_kernel(device, s.heads, s.width // s.heads, s.seq)}",
             "window_pattern": args.nanochat_window, "precision": f"compute {COMPUTE_DTYPE}, fp32 master weights",
             "compiled": "torch.compile(dynamic=False)" + ("" if os.environ.get("TORCHDYNAMO_DISABLE") != "1"
                                                            else " disabled (TORCHDYNAMO_DISABLE=1, --smoke)"),
