@@ -1,7 +1,7 @@
-"""The fixed-shape decoding path that CUDA graphs replay, checked on CPU: a StaticKVCache gives the dynamic
-cache's logits and tokens (greedy and sampled, rows stopping early, shared prompts), a DecodeStep rewound
-after a warm-up step changes nothing, and a graph asked for where none can be captured falls back with a
-note instead of failing."""
+"""The fixed-shape decoding path that CUDA graphs replay, checked on CPU (and on a GPU when there is one): a
+StaticKVCache gives the dynamic cache's logits and tokens (greedy and sampled, rows stopping early, shared
+prompts), a DecodeStep rewound after a warm-up step changes nothing, and a graph asked for where none can be
+captured falls back with a note instead of failing."""
 
 import pytest
 import torch
@@ -136,3 +136,19 @@ def test_decode_modes_by_family_and_device():
         Engine(NoStatic(), _Ids(), decode="static")
     with pytest.raises(GptlabError, match="decode mode 'fast'"):
         Engine(gpt(4), _Ids(), decode="fast")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", MODELS)
+def test_cuda_graph_decoding_gives_the_eager_tokens(name):
+    """On a GPU: the captured graph (checked against its eager step at capture) decodes the eager path's
+    greedy tokens, and the engine keeps the graph (no fallback note)."""
+    m, ps = MODELS[name]().cuda(), prompts()
+    n = len(ps)
+    engine = Engine(m, _Ids())
+    assert engine.decode == "graph"
+    got = engine.run_batch(ps, [0.0] * n, list(range(n)), 30)
+    assert engine.decode == "graph" and not engine.notes
+    want = Engine(m, _Ids(), decode="eager").run_batch(ps, [0.0] * n, list(range(n)), 30)
+    assert [c.tokens for c in got] == [c.tokens for c in want]

@@ -11,7 +11,8 @@ StaticKVCache, whose device position the step advances itself). Modes:
   "static"    call `forward` eagerly on the static buffers (any device: the path the CPU tests take);
   "graph"     capture `forward` once as a CUDA graph, then replay it: after one warm-up step on a side
               stream (cuBLAS and the allocator set up outside the capture), rewound so that the real first
-              step writes the same position again;
+              step writes the same position again; the first replay is checked against the same step run
+              eagerly (a mismatch raises, and `fixed_shape_step` falls back to "static");
   "compiled"  the same with `forward` compiled by torch.compile first (kernels fused; the compilation costs
               tens of seconds per new batch size, so it pays only over long generations).
 The returned logits live in the graph's memory and are overwritten by the next step: use them before.
@@ -63,6 +64,17 @@ class DecodeStep:
         with torch.cuda.graph(self.graph):
             self.out = fn(self.x)
         self.cache.rewind(pos)              # the capture ran no kernel, but Python advanced `pos`
+        # once per capture, the replay against the same step run outside the graph (the same kernels, so the
+        # same logits): a capture that recorded something else falls back to eager decoding, never wrong text
+        # (to a few units of the weights' rounding: inside a capture cuBLAS may pick another algorithm)
+        want = fn(self.x).float()
+        self.cache.rewind(pos)
+        self.graph.replay()
+        self.cache.rewind(pos)
+        off = (self.out.float() - want).abs().max().item()
+        tol = max(1e-3, 4 * torch.finfo(self.cache.k.dtype).eps) * (1 + want.abs().max().item())
+        if not off <= tol:
+            raise RuntimeError(f"the captured step's logits differ from the eager step's by up to {off:.3g}")
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (batch, 1, V) of the next position, given each row's token (batch, 1) at the current one."""
