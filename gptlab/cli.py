@@ -178,7 +178,8 @@ def _eval_args(p):
                    help="run probe tests without the sandbox's isolation (see gptlab/sandbox/__init__.py)")
     p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
     p.add_argument("--device", **DEVICE)
-    p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU, 256 on GPU)")
+    p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU; on GPU what fits)")
+    p.add_argument("--dtype", default="auto", help="weights' dtype: auto (bfloat16 on CUDA), float32, bfloat16")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is fastest for tiny "
                    "models and on a busy machine)")
 
@@ -193,7 +194,8 @@ def _eval(args):
              max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
              bpb_files=args.bpb or None, device=args.device, probes=not args.no_probes, bpb=not args.no_bpb,
              diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
-             top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, threads=args.threads, on_bpb=on_bpb)
+             top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, threads=args.threads, on_bpb=on_bpb,
+             dtype=args.dtype)
 
 
 @command("sample", "stream a completion of a prompt from each checkpoint (quick looks; nothing is stored)")

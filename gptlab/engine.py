@@ -36,6 +36,14 @@ suffices and every row sees exactly the positions it would see alone. The cost i
 so `plan_batches` groups rows by prompt length; finished rows are dropped from the batch (`cache.select`).
 Speed: inference_mode, a preallocated cache, logits of the last position only (`logits_from` where the
 model accepts it), the noise drawn once per batch, and no per-row Python in the decode loop.
+
+On CUDA (`decode="auto"`), families whose `new_cache` takes `static=True` (gptlab's GPT, GPT-2) decode from a
+CUDA graph (models/decode_graph.py): a StaticKVCache, prompts copied per sample instead of shared, and no rows
+dropped mid-batch (the graph has a fixed batch), since a replayed step costs a fraction of an eager one on a
+small model. `decode="static"` runs the same fixed-shape path eagerly (the CPU tests' way to check it gives
+the dynamic cache's tokens); "compiled" adds torch.compile. `max_rows=None` is 64 rows on a CPU and, on CUDA,
+what the free memory holds (up to GPU_ROWS_CAP); a batch that runs out of memory runs again in halves
+(gptlab/batching.py), and the engine keeps the smaller size.
 """
 
 from __future__ import annotations
@@ -49,8 +57,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gptlab.batching import Halving, rows_that_fit
 from gptlab.errors import GptlabError
 from gptlab.models import CausalLM
+from gptlab.models.decode_graph import DecodeStep, fixed_shape_step, has_static_cache
+
+DECODE_MODES = ("auto", "eager", "static", "graph", "compiled")
+CPU_ROWS = 64                   # rows sampled at once on a CPU
+GPU_ROWS_CAP = 512              # at most this many on CUDA, fewer when the free memory says so
 
 _M64 = (1 << 64) - 1
 
@@ -157,11 +171,15 @@ def invert_cdf(weights: torch.Tensor, u: torch.Tensor, block: int = 256) -> torc
 class Engine:
     """Samples many requests at once from one loaded model (see the module docstring)."""
 
-    def __init__(self, model: CausalLM, tokenizer, *, max_rows: int = 64, stop_ids: list[int] | None = None):
+    def __init__(self, model: CausalLM, tokenizer, *, max_rows: int | None = None,
+                 stop_ids: list[int] | None = None, decode: str = "auto"):
         self.model, self.tokenizer = model, tokenizer
-        self.max_rows = max_rows
         self.device = next(model.parameters()).device
         self.context = int(model.sequence_len)
+        self.decode = self._decode_mode(decode)
+        self.notes: list[str] = []          # what the engine changed on its own (a graph it could not capture)
+        self.max_rows = max_rows or self._default_rows()
+        self.fits = 1 << 30                 # rows one batch may hold: lowered by an out-of-memory
         self.stop_ids = stop_ids if stop_ids is not None else \
             ([tokenizer.bos_id] if tokenizer.bos_id is not None else [])
         self.vocab = min(int(model.vocab_size), int(tokenizer.vocab_size))
@@ -169,6 +187,27 @@ class Engine:
             self._logits_from = "logits_from" in inspect.signature(model.forward).parameters
         except (TypeError, ValueError):
             self._logits_from = False
+
+    def _decode_mode(self, decode: str) -> str:
+        if decode not in DECODE_MODES:
+            raise GptlabError(f"decode mode {decode!r}: expected one of {', '.join(DECODE_MODES)}")
+        static = has_static_cache(self.model)
+        if decode == "auto":
+            return "graph" if static and self.device.type == "cuda" else "eager"
+        if decode != "eager" and not static:
+            raise GptlabError(f"decode mode {decode!r}: this model family has no static KV cache")
+        return decode
+
+    def _default_rows(self) -> int:
+        """CPU_ROWS on a CPU; on CUDA the rows whose KV cache (for up to 1,024 positions) and sampling
+        temporaries fit in the free memory."""
+        if self.device.type != "cuda":
+            return CPU_ROWS
+        probe = self.model.new_cache(1, min(self.context, 1024))
+        kv = sum(t.numel() * t.element_size() for t in (getattr(probe, "k", None), getattr(probe, "v", None))
+                 if isinstance(t, torch.Tensor))
+        del probe
+        return rows_that_fit(kv + 8 * 4 * int(self.model.vocab_size), self.device, GPU_ROWS_CAP, CPU_ROWS)
 
     def fit(self, prompt: str, max_new: int) -> tuple[list[int], int, int]:
         """(BOS + prompt ids, tokens cropped from the prompt's left, tokens to generate). When prompt +
@@ -236,15 +275,35 @@ class Engine:
             return self.model(idx, cache, logits_from=idx.shape[1] - 1)
         return self.model(idx, cache)
 
-    @torch.inference_mode()
     def run_batch(self, prompts: list[list[int]], temperatures: list[float], seeds: list[int],
                   max_new: int | list[int], *, top_k: int | None = None, top_p: float | None = None,
                   on_token: Callable[[int, int], None] | None = None) -> list[Completion]:
         """Generate up to max_new tokens (one number, or one per row) for each prompt (token ids) in one
-        lockstep batch."""
+        lockstep batch — in halves, should it run out of memory (a row's tokens do not depend on its batch)."""
+        news = [max_new] * len(prompts) if isinstance(max_new, int) else list(max_new)
+        if not prompts:
+            return []
+        halving = Halving(min(len(prompts), self.fits), self.device)
+
+        def rows(idx):
+            return self._run_rows([prompts[i] for i in idx], [temperatures[i] for i in idx],
+                                  [seeds[i] for i in idx], [news[i] for i in idx], top_k, top_p, on_token)
+
+        out = halving.run(rows, list(range(len(prompts))))
+        if halving.shrinks:
+            self.fits = halving.size
+        return out
+
+    def _decode_step(self, cache, batch: int) -> DecodeStep:
+        step = fixed_shape_step(lambda x: self._forward(x, cache), cache, batch, self.decode, self.notes)
+        self.decode = step.mode             # a graph that could not be captured: eager from now on
+        return step
+
+    @torch.inference_mode()
+    def _run_rows(self, prompts, temperatures, seeds, news, top_k, top_p, on_token) -> list[Completion]:
         dev, B = self.device, len(prompts)
         lens = [len(p) for p in prompts]
-        news = [max_new] * B if isinstance(max_new, int) else list(max_new)
+        static = self.decode != "eager"
         lmin = min(lens)
         total = max(n + m for n, m in zip(lens, news))
         longest = max(news)
@@ -265,7 +324,7 @@ class Engine:
         if pre > 0:
             distinct: dict[tuple, int] = {}
             owner = [distinct.setdefault(tuple(p[:pre]), len(distinct)) for p in prompts]
-            cache = self.model.new_cache(len(distinct), total)
+            cache = self._new_cache(len(distinct), total, static)
             shared = torch.tensor(list(distinct), dtype=torch.long, device=dev)         # (U, pre)
             # a model without `logits_from` returns logits for every position: prefill in slices that
             # keep those (U, slice, V) float32 logits under 256 MB
@@ -278,14 +337,16 @@ class Engine:
                 else:
                     cache.select(torch.tensor(owner, device=dev))
         else:
-            cache = self.model.new_cache(B, total)
+            cache = self._new_cache(B, total, static)
+        step = self._decode_step(cache, B) if static else None
 
         finished: dict[int, tuple[torch.Tensor, int]] = {}
         check_every = 1 if dev.type == "cpu" or on_token is not None else 8
         mask_from = self.vocab if self.vocab < int(self.model.vocab_size) else None
         any_greedy = any(t <= 0 for t in temperatures)
         for cur in range(pre, total - 1):
-            logits = self._forward(tok[:, cur:cur + 1], cache)[:, -1]              # (b, V)
+            x = tok[:, cur:cur + 1]
+            logits = (step(x) if step is not None else self._forward(x, cache))[:, -1]     # (b, V)
             if mask_from is not None:
                 logits[:, mask_from:] = float("-inf")       # padded rows of the head are not tokens
             pos = cur + 1
@@ -304,7 +365,8 @@ class Engine:
                     finished[int(rows[r])] = (tok[r], int(end[r]))
                 break
             n_done = int(done.sum())
-            if n_done and n_done * 4 >= len(rows):          # drop finished rows once they are a quarter
+            if n_done and n_done * 4 >= len(rows) and step is None:    # drop finished rows once they are a
+                # quarter (a fixed-shape step keeps its batch: finished rows ride along, ignored)
                 keep = (~done).nonzero().squeeze(1)
                 for r in done.nonzero().squeeze(1).tolist():
                     finished[int(rows[r])] = (tok[r], int(end[r]))
@@ -316,6 +378,10 @@ class Engine:
             ids = row[lens[i]:e].tolist()
             out.append(Completion(ids, lens[i], stopped=e < lens[i] + news[i]))
         return out
+
+
+    def _new_cache(self, batch: int, max_len: int, static: bool):
+        return self.model.new_cache(batch, max_len, static=True) if static else self.model.new_cache(batch, max_len)
 
 
 def _check_sampling(top_k, top_p, temperatures):

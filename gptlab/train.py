@@ -6,12 +6,12 @@
     python -m pytest tests/test_train.py tests/test_faults_train.py tests/test_faults_train_kill.py
 
 `Trainer.setup` builds the run (tokenizer, token caches, model, optimizers, resume state); then each step is
-`train_step` (a deterministic global batch from gptlab/data.py, reached by gradient accumulation over
-micro-batches; bf16 autocast on CUDA, fp32 on CPU), then maybe `evaluate` (training-time val bpb per domain:
-non-overlapping windows of the val stream, special tokens excluded) every `eval_every` steps, a line to
-metrics.jsonl (train loss, lr, tokens/s, tokens seen, MFU on CUDA) every `log_every` steps, and maybe `save`
-every `save_every` steps and at the end. A non-finite loss stops the run naming the step; the last good
-checkpoint stays.
+`train_step` (a deterministic global batch from gptlab/data.py, reached by gradient accumulation over micro-
+batches; on CUDA copied from pinned memory without blocking, bf16 autocast; fp32 on CPU), then maybe `evaluate`
+(training-time val bpb per domain: non-overlapping windows of the val stream, special tokens excluded) every
+`eval_every` steps, a line to metrics.jsonl (train loss, lr, tokens/s, tokens seen, MFU on CUDA) every
+`log_every` steps, and maybe `save` every `save_every` steps and at the end. A non-finite loss stops the run
+naming the step; the last good checkpoint stays.
 
 Faults: one training per run directory (an flock, released on any exit); the run's tokenizer and token caches
 are rebuilt when what made them changed; `--resume` falls back past a damaged checkpoint (set aside as
@@ -39,6 +39,7 @@ from gptlab.checkpoints import gptlab_run
 from gptlab.config import Config, load_config
 from gptlab.data import (BatchSampler, DomainData, iter_training_text, prepare_domains, require_writable, write_error,
                          write_whole)
+from gptlab.devices import host_to_device
 from gptlab.distributed import Dist
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
@@ -127,7 +128,7 @@ def evaluate_val(model, domains, token_bytes, seq_len, eval_tokens, rows, device
         wins = np.lib.stride_tricks.sliding_window_view(stream[: n_win * seq_len + 1], seq_len + 1)[::seq_len]
         sums = torch.zeros(2, dtype=torch.float64, device=device)
         for i in range(dist.rank * rows, n_win, rows * dist.world):
-            batch = torch.as_tensor(wins[i:i + rows].astype(np.int64), device=device)
+            batch = host_to_device(wins[i:i + rows].astype(np.int64), device)
             x, y = batch[:, :-1], batch[:, 1:]
             with autocast:
                 logits = model(x)
@@ -243,7 +244,7 @@ class Trainer:
         lr_mult = set_schedule(self.optimizers, step, tc)
         loss_sum = torch.zeros((), device=device)
         for micro in range(micro_steps):
-            x, y = (torch.as_tensor(a, device=device) for a in self.sampler.batch(step, micro))
+            x, y = (host_to_device(a, device) for a in self.sampler.batch(step, micro))
             with dist.no_sync(self.train_model, last=micro == micro_steps - 1), self.autocast:
                 loss = self.train_model(x, targets=y) / micro_steps
             loss.backward()

@@ -25,7 +25,9 @@ are measured on the same scale. The protocol, decided once here:
 
 Memory stays flat: documents stream through (read_documents is a generator), windows go into a bounded pool,
 are sorted by shape, and are run `batch_size` at a time; per-document sums are kept (DocScore) because the
-compare command bootstraps confidence intervals over documents.
+compare command bootstraps confidence intervals over documents. `batch_size=None` is CPU_BATCH windows on a
+CPU and, on CUDA, as many (up to GPU_BATCH_CAP) as fit in the free memory (gptlab/batching.py); a batch that
+runs out of memory is scored again in halves, and later batches stay at the smaller size.
 
 Stripes (evaluation across ranks, gptlab/evaluate/ranks.py): `stripes=(ks, n)` scores only the windows whose
 index j in the text (documents in order, windows in order) has j % n in ks, and returns per-document partial
@@ -45,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gptlab.batching import Halving, rows_that_fit
 from gptlab.data import iter_documents
 from gptlab.errors import GptlabError
 from gptlab.models import SplitHeadLM
@@ -53,6 +56,8 @@ PROTOCOL_VERSION = "bpb-1"  # stored with every result: bump when anything in th
 POOL_BATCHES = 8            # windows buffered (in batches) before sorting them by shape: bounds memory
 ENCODE_CHUNK = 64           # documents tokenized per call
 CE_ROWS = 1024              # positions per head/cross-entropy call: keeps (rows, vocab) temporaries small
+CPU_BATCH = 16              # windows per forward pass on a CPU
+GPU_BATCH_CAP = 64          # at most this many on CUDA, fewer when the free memory says so
 
 
 @dataclass
@@ -88,7 +93,7 @@ def windows(n: int, context: int, stride: int) -> Iterator[tuple[int, int, int]]
 
 
 def score_documents(model, tokenizer, documents: Iterable[str], *, stride: int | None = None,
-                    batch_size: int = 16, device="cpu", dtype=None,
+                    batch_size: int | None = None, device="cpu", dtype=None,
                     progress: Callable[[int], None] | None = None, stripes=None) -> BpbResult:
     """Bits per byte of `model` on `documents` (see the module docstring for the protocol).
 
@@ -116,7 +121,7 @@ def _with_bos(batch: list[list[int]], bos: int | None) -> Iterator[list[int]]:
 
 
 def score_tokens(model, sequences: Iterable[list[int]], token_bytes, *, stride: int | None = None,
-                 batch_size: int = 16, device="cpu", dtype=None,
+                 batch_size: int | None = None, device="cpu", dtype=None,
                  progress: Callable[[int], None] | None = None, stripes=None) -> BpbResult:
     """The same protocol on token sequences whose first token is context only (BOS, or a first token).
     `stripes=(ks, n)`: only windows j with j % n in ks, a part for `merge_parts` (module docstring)."""
@@ -131,13 +136,17 @@ def score_tokens(model, sequences: Iterable[list[int]], token_bytes, *, stride: 
         raise GptlabError(f"the tokenizer has {tb.numel()} ids but the model predicts only {model.vocab_size}: "
                           f"they do not belong together")
     takes_from = "logits_from" in inspect.signature(model.forward).parameters
+    if batch_size is None:
+        batch_size = rows_that_fit(context * _bytes_per_position(model), torch.device(device), GPU_BATCH_CAP,
+                                   CPU_BATCH)
+    halving = Halving(batch_size, device)
 
     docs: list[DocScore] = []
     pool: list[tuple[int, np.ndarray, int]] = []      # (document, tokens[start:end+1], first scored offset)
 
     def flush(pieces):
-        for batch in _batches(pieces, batch_size):
-            scored = _score_batch(model, batch, tb, device, takes_from)
+        ordered = [p for batch in _batches(pieces, max(1, len(pieces))) for p in batch]
+        for batch, scored in halving.map(lambda b: _score_batch(model, b, tb, device, takes_from), ordered):
             n_tokens = 0
             for (doc_i, _, _), (nll, nbytes, ntok) in zip(batch, scored):
                 d = docs[doc_i]
@@ -160,7 +169,7 @@ def score_tokens(model, sequences: Iterable[list[int]], token_bytes, *, stride: 
                 if ks is not None and j % n_stripes not in ks:
                     continue
                 pool.append((doc_i, ids[start:end + 1], first))
-                if len(pool) >= POOL_BATCHES * batch_size:
+                if len(pool) >= POOL_BATCHES * batch_size:      # the first size: the same pools after an OOM
                     flush(pool)
                     pool = []
         flush(pool)
@@ -183,6 +192,15 @@ def merge_parts(parts: list[BpbResult]) -> BpbResult:
     docs = [DocScore(math.fsum(p.docs[i].nll for p in parts), sum(p.docs[i].bytes for p in parts),
                      sum(p.docs[i].tokens for p in parts)) for i in range(len(parts[0].docs))]
     return _result(docs)
+
+
+def _bytes_per_position(model) -> int:
+    """A rough upper bound of the memory one window position takes in a forward pass without gradients: a
+    dozen activations of the model's width in its dtype (the OOM retry covers a bad guess)."""
+    cfg = getattr(model, "config", None) or getattr(getattr(model, "hf", None), "config", None)
+    width = getattr(cfg, "n_embd", None) or getattr(cfg, "hidden_size", None) or 2048
+    item = next(model.parameters()).element_size()
+    return 16 * int(width) * item
 
 
 def _batches(pieces, batch_size):

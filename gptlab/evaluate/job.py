@@ -28,7 +28,7 @@ import torch
 
 from gptlab.checkpoints import discover, load
 from gptlab.checkpoints.gptlab_run import read_metrics, run_dir_of
-from gptlab.devices import pick_device
+from gptlab.devices import eval_dtype, pick_device
 from gptlab.distributed import launched_world
 from gptlab.engine import Engine
 from gptlab.errors import GptlabError
@@ -82,9 +82,11 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
              samples: int = 8, seed: int = 0, bpb_files=None, device=None, probes: bool = True,
              progress: bool = True, bpb: bool = True, diagnose: bool = True, execute: bool = True,
              unsafe_exec: bool = False, top_k: int | None = None, top_p: float | None = None,
-             batch_rows: int | None = None, threads: int | None = None, on_bpb=None, echo=None) -> Summary:
+             batch_rows: int | None = None, threads: int | None = None, on_bpb=None, echo=None,
+             dtype: str | None = "auto") -> Summary:
     """Evaluate every checkpoint found under `paths` into the store at `db`; see the module docstring.
-    `on_bpb(row)` receives each {"model","step","domain","bpb","bytes","tokens"} (the CLI's --json)."""
+    `on_bpb(row)` receives each {"model","step","domain","bpb","bytes","tokens"} (the CLI's --json).
+    `dtype`: the weights' dtype while evaluating (auto: bfloat16 on CUDA, else as loaded; gptlab.devices)."""
     t0 = time.perf_counter()
     temperatures = tuple(float(t) if isinstance(t, int) and not isinstance(t, bool) else t for t in temperatures)
     max_tokens = tuple(sorted(set(max_tokens)))
@@ -96,6 +98,7 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
     if threads:                 # tiny models run fastest on one thread, and a shared machine punishes more
         torch.set_num_threads(threads)
     device = pick_device(device)
+    weights_dtype = eval_dtype(dtype, device)
     dist = ranks.session(device) if launched_world()[1] > 1 else None
     run_configs, plans = ranks.agreed(dist, lambda: _plans(paths, explicit))   # an error on any rank stops all
     refs = [plan[0] for plan in plans]
@@ -104,7 +107,8 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
         spec = ranks.JobSpec(db=db, plans=plans, run_configs=run_configs, suite=the_suite, temperatures=temperatures,
                              lengths=max_tokens, samples=samples, seed=seed, top_k=top_k, top_p=top_p,
                              batch_rows=batch_rows or rows_default, bpb=bpb, diagnose=diagnose, execute=execute,
-                             unsafe_exec=unsafe_exec, progress=progress, on_bpb=on_bpb, echo=echo)
+                             unsafe_exec=unsafe_exec, progress=progress, on_bpb=on_bpb, echo=echo,
+                             dtype=weights_dtype)
         return ranks.evaluate_ranks(dist, spec, t0)
     rows = len(the_suite.probes) * len(temperatures) * samples if the_suite else 0
     units = sum((len(d) if bpb else 0) + rows + (rows * len(max_tokens) if diagnose else 0) for _, _, d in plans)
@@ -132,6 +136,8 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
         for ref, run_dir, domains in plans:
             bar.status(f"{ref.label}: loading")
             loaded = load(ref, device)
+            if weights_dtype is not None:
+                loaded.model.to(dtype=weights_dtype)
             info = loaded.info
             hook = loaded.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
             store.put_model(info)
@@ -145,7 +151,7 @@ def evaluate(paths: list[str], *, db: str, suite="default", temperatures=(0.8,),
             if the_suite:
                 _sample(store, loaded, the_suite, bar, summary, warn, temperatures=temperatures,
                         max_tokens=max_tokens, samples=samples, seed=seed, top_k=top_k, top_p=top_p,
-                        batch_rows=batch_rows or (64 if device.type == "cpu" else 256))
+                        batch_rows=batch_rows)
             hook.remove()
             del loaded
             gc.collect()
@@ -193,6 +199,8 @@ def _sample(store, loaded, suite, bar, summary, warn, **kw):
     bar.status(f"{info.run}@{info.step}: sampling")
     engine = Engine(loaded.model, loaded.tokenizer, max_rows=kw.pop("batch_rows"))
     counts = sample_suite(store, engine, info.weights_hash, suite, on_rows=bar.advance, **kw)
+    for note in engine.notes:
+        warn(f"{info.run}@{info.step}: {note}")
     for msg in sampling_warnings(f"{info.run}@{info.step}", engine.context, counts, max(kw["max_tokens"]),
                                  counts.generated_rows > 0):
         warn(msg)

@@ -74,6 +74,14 @@ class JobSpec:
     progress: bool
     on_bpb: Callable | None
     echo: Callable | None
+    dtype: object = None        # the weights' dtype while evaluating (gptlab.devices.eval_dtype), None: as loaded
+
+
+def _load(spec: JobSpec, ref, device):
+    loaded = load(ref, device)
+    if spec.dtype is not None:
+        loaded.model.to(dtype=spec.dtype)
+    return loaded
 
 
 def session(device=None) -> Dist:
@@ -192,7 +200,7 @@ def _look(dist: Dist, spec: JobSpec):
         loaded = engine = None
         gc.collect()
         try:
-            loaded = load(spec.plans[i][0], dist.device)
+            loaded = _load(spec, spec.plans[i][0], dist.device)
         except GptlabError as e:
             looks.append({"index": i, "error": str(e)})
             continue
@@ -321,7 +329,7 @@ def _work_units(dist, spec, plan, held, mine, bar, calls) -> list[str]:
         ref, _, domains = spec.plans[c]
         info = plan["infos"][c]
         bar.status(f"{ref.label}: loading")
-        loaded = kept[1] if kept is not None and kept[0] == c else load(ref, dist.device)
+        loaded = kept[1] if kept is not None and kept[0] == c else _load(spec, ref, dist.device)
         kept = None
         hook = loaded.model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
         stripes: dict[int, list[balance.Unit]] = {}

@@ -18,7 +18,9 @@ so bits-per-byte runs the head only on scored positions, a chunk at a time (eval
 With a cache, `forward` reads the positions already cached (cache.pos), appends the new keys/values, and
 advances cache.pos by T; `cache.expand(n)` repeats each row n times so one prefill serves n samples, and
 `cache.select(rows)` keeps only the given rows. Parameters beyond the interface's (gpt.py's training
-`targets`) are keyword-only, so positional calls mean the same thing for every family.
+`targets`, gpt.py's and gpt2.py's `new_cache(..., static=True)`: a StaticKVCache that a CUDA graph can replay,
+decode_graph.py) are keyword-only, so positional calls mean the same thing for every family. gptlab's caches
+give `positions(T)`, the next T positions as a device tensor, which their models index tables with.
 
 Families: gpt.py (gptlab's own, nanochat style), nanochat.py (checkpoints written by nanochat), gpt2.py
 (classic GPT-2: nanoGPT, llm.c, OpenAI weights), hf.py (any transformers causal LM). Readers in

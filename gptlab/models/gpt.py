@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlab.models.kv_cache import KVCache
+from gptlab.models.kv_cache import KVCache, StaticKVCache
 
 ROTARY_PREBUILT = 8192      # positions of rotary tables a loaded model starts with; more are added on demand
 
@@ -169,8 +169,9 @@ class GPT(nn.Module):
             if start + T > self.rotary_limit:
                 raise ValueError(f"sequence of {start + T} tokens exceeds the rotary table ({self.rotary_limit})")
             self._grow_rotary(min(self.rotary_limit, max(start + T, 2 * self.cos.shape[2])))
-        cos = self.cos[:, :, start:start + T].to(self.transformer.wte.weight.dtype)
-        sin = self.sin[:, :, start:start + T].to(self.transformer.wte.weight.dtype)
+        at = slice(0, T) if cache is None else cache.positions(T)               # a static cache: a device tensor
+        cos = self.cos[:, :, at].to(self.transformer.wte.weight.dtype)
+        sin = self.sin[:, :, at].to(self.transformer.wte.weight.dtype)
         x = rms_norm(self.transformer.wte(idx))                                      # (B, T, C)
         for block in self.transformer.h:
             x = block(x, cos, sin, cache)
@@ -184,10 +185,16 @@ class GPT(nn.Module):
         logits = self.lm_head(h).float()
         return self.config.softcap * torch.tanh(logits / self.config.softcap)
 
-    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int, *, static: bool = False) -> KVCache:
+        """Buffers for `max_len` positions; `static`: a StaticKVCache, with the rotary tables grown to
+        max_len now (a captured graph keeps reading the tables it was captured with)."""
         w = self.transformer.wte.weight
         c = self.config
-        return KVCache(c.n_layer, batch_size, c.n_kv_head, max_len, c.n_embd // c.n_head, w.device, w.dtype)
+        if not static:
+            return KVCache(c.n_layer, batch_size, c.n_kv_head, max_len, c.n_embd // c.n_head, w.device, w.dtype)
+        if max_len > self.cos.shape[2]:
+            self._grow_rotary(min(self.rotary_limit, max_len))
+        return StaticKVCache(c.n_layer, batch_size, c.n_kv_head, max_len, c.n_embd // c.n_head, w.device, w.dtype)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

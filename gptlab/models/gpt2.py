@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlab.models.kv_cache import KVCache
+from gptlab.models.kv_cache import KVCache, StaticKVCache
 
 
 @dataclass
@@ -115,7 +115,7 @@ class GPT2(nn.Module):
         start = cache.pos if cache is not None else 0
         if start + T > self.sequence_len:
             raise ValueError(f"{start + T} positions > the model's {self.sequence_len} learned positions")
-        pos = torch.arange(start, start + T, device=idx.device)
+        pos = torch.arange(T, device=idx.device) if cache is None else cache.positions(T)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)            # (B, T, C)
         for block in self.transformer.h:
             x = block(x, cache)
@@ -127,10 +127,12 @@ class GPT2(nn.Module):
         """States (..., C) -> logits (..., V) float32: the head tied to the token embedding."""
         return F.linear(h, self.transformer.wte.weight).float()
 
-    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int, *, static: bool = False) -> KVCache:
+        """Buffers for up to max_len positions (the learned ones at most); `static`: a StaticKVCache."""
         cfg, p = self.config, self.transformer.wte.weight
-        return KVCache(cfg.n_layer, batch_size, cfg.n_head, min(max_len, cfg.sequence_len),
-                       cfg.n_embd // cfg.n_head, device=p.device, dtype=p.dtype)
+        kind = StaticKVCache if static else KVCache
+        return kind(cfg.n_layer, batch_size, cfg.n_head, min(max_len, cfg.sequence_len),
+                    cfg.n_embd // cfg.n_head, device=p.device, dtype=p.dtype)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())   # the tied head is the embedding: counted once

@@ -11,10 +11,18 @@ prompts into a SharedPrefixCache for B = len(owner) rows: the prompts' keys/valu
 prompt (U rows) and only positions after them are stored per sample. Decoding one token then reads each
 prompt's keys once per step for all of its samples (their queries are batched against it) instead of once
 per sample. The result is the same attention, computed in two parts joined by one softmax.
+
+Static shapes. `StaticKVCache` keeps every shape fixed from its creation and its position in a device tensor
+(`pos_t`, mirrored by the Python `pos`): keys/values are written with `index_copy_` at `positions(T)` and
+attention reads all max_len positions, the unwritten ones masked. A one-token step then runs the same kernels
+on the same buffers at every position, which is what a CUDA graph replays (models/decode_graph.py). Models
+take their positions from `cache.positions(T)` (rotary tables, learned position embeddings), which both
+caches provide. Tested on CPU: greedy tokens equal those of the dynamic cache (tests/test_static_cache.py).
 """
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import torch
@@ -22,6 +30,8 @@ import torch.nn.functional as F
 
 
 class KVCache:
+    static = False              # StaticKVCache: fixed shapes, position on the device
+
     def __init__(self, n_layers: int, batch_size: int, n_heads: int, max_len: int, head_dim: int,
                  device=None, dtype=torch.float32):
         shape = (n_layers, batch_size, n_heads, max_len, head_dim)
@@ -46,6 +56,10 @@ class KVCache:
 
     def advance(self, t: int) -> None:
         self.pos += t
+
+    def positions(self, t: int) -> torch.Tensor:
+        """(t,) int64 on the cache's device: the positions of the next t tokens."""
+        return torch.arange(self.pos, self.pos + t, device=self.k.device)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Store k, v (B, Hkv, T, D) and return causal attention (B, H, T, D) of q over every cached position
@@ -172,3 +186,60 @@ class SharedPrefixCache(KVCache):
 
     def share(self, owner):
         raise NotImplementedError("this cache already shares its prefix")
+
+
+class StaticKVCache(KVCache):
+    """Fixed shapes, the position on the device (see the module docstring). Rows are selected or expanded as
+    in KVCache (a new batch size is a new graph); prompts are copied per sample, never shared."""
+
+    static = True
+    share = None
+
+    def __init__(self, n_layers: int, batch_size: int, n_heads: int, max_len: int, head_dim: int,
+                 device=None, dtype=torch.float32):
+        super().__init__(n_layers, batch_size, n_heads, max_len, head_dim, device, dtype)
+        self.pos_t = torch.zeros((), dtype=torch.long, device=self.k.device)
+        self.cols = torch.arange(max_len, device=self.k.device)          # (max_len,) every position
+
+    def positions(self, t: int) -> torch.Tensor:
+        return self.pos_t + self.cols[:t]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store k, v (B, Hkv, T, D) at positions(T); return the whole (B, Hkv, max_len, D) buffers."""
+        t = k.shape[2]
+        if self.pos + t > self.max_len:
+            raise ValueError(f"KV cache full: {self.pos + t} positions > max_len {self.max_len}")
+        at = self.positions(t)
+        self.k[layer].index_copy_(2, at, k)
+        self.v[layer].index_copy_(2, at, v)
+        return self.k[layer], self.v[layer]
+
+    def advance(self, t: int) -> None:
+        self.pos += t
+        self.pos_t += t                     # on the device: a replayed graph advances it too
+
+    def rewind(self, pos: int) -> None:
+        """Set the position back to `pos` (after a graph's warm-up steps); later positions are overwritten."""
+        self.pos = pos
+        self.pos_t.fill_(pos)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        at = self.positions(q.shape[2])                                      # (T,)
+        k, v = self.update(layer, k, v)                                      # (B, Hkv, max_len, D)
+        mask = self.cols[None, :] <= at[:, None]                             # (T, max_len): itself and before
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+
+    def select(self, rows: torch.Tensor) -> None:
+        # zeros after the filled positions, never uninitialised memory: a masked NaN would still poison
+        # attention (0 x NaN), and the static path reads every position
+        for name in ("k", "v"):
+            buf = getattr(self, name)
+            out = buf.new_zeros((buf.shape[0], len(rows), *buf.shape[2:]))
+            out[:, :, :, :self.pos] = buf[:, rows, :, :self.pos]
+            setattr(self, name, out)
+
+    def expand(self, n: int) -> "StaticKVCache":
+        out = copy.copy(self)
+        out.pos_t = self.pos_t.clone()
+        out.select(torch.arange(self.batch_size, device=self.k.device).repeat_interleave(n))
+        return out
