@@ -180,7 +180,7 @@ def run_benchmarks(paths: list[str], tasks, *, db: str, num_fewshot: int | None 
             store.close()
     summary.seconds = time.perf_counter() - t0
     echo(f"{summary.checkpoints} checkpoint{'s' * (summary.checkpoints != 1)} in {summary.seconds:.1f} s: "
-         f"{summary.computed} task scores computed, {summary.cached} cached; {summary.model_calls} model calls")
+         f"task scores {summary.computed} computed, {summary.cached} cached; {summary.model_calls} model calls")
     return summary
 
 
