@@ -111,6 +111,12 @@ def test_greedy_generation_matches_lm_evals_hf_model(pair, manager):
     want, got = hf.generate_until(requests, disable_tqdm=True), ours.generate_until(requests)
     assert got == want
     assert all("\n" not in g for g in got) and any(g for g in got)
+    # longer than one of the adapter's 32-token rounds: rows continue from what they generated
+    kw = {"until": ["):\n"], "max_gen_toks": 90, "do_sample": False}
+    longer = [Instance("generate_until", {}, (c, dict(kw)), i) for i, c in
+              enumerate(["class Queue:\n    def __init__(self", "import os\n\n\ndef main(", "x = [", "#"])]
+    want, got = hf.generate_until(longer, disable_tqdm=True), ours.generate_until(longer)
+    assert got == want and max(len(ours.encode(g, bos=False)) for g in got) > 40
 
 
 def test_task_scores_match_lm_evals_hf_model(manager, tmp_path):

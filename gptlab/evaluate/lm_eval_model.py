@@ -16,6 +16,9 @@ requests on gptlab's models (gptlab/checkpoints: any format) and sampling engine
     disjoint windows (lm_eval.utils.get_rolling_token_windows), each window's sum added.
   * generate_until(context, gen_kwargs) -> text: the engine's batched KV-cache decoding, greedy unless
     do_sample (then temperature, top_k, top_p, a seed per request); the text is cut at the first stop string.
+    Rows generate ROUND_TOKENS at a time and those whose text holds a stop string (or that reached
+    end-of-text or max_gen_toks) leave; the rest continue from prompt + what they generated (a new prefill,
+    and for sampled rows a new seed per round).
 
 Scoring is batched: requests sorted longest first, right-padded (attention is causal, so padding never changes
 a real position), at most `batch_size` rows and a bounded number of logits per forward pass. Log-probabilities
@@ -54,6 +57,7 @@ TOKENS_PER_BATCH = 1 << 15      # input positions per forward pass (rows x width
 LOGIT_CELLS = 1 << 27           # (positions x vocab) float32 logits a model without `head` may return at once
 HEAD_ROWS = 1024                # positions per head call for models with `hidden`/`head`
 MAX_GEN_TOKS = 256              # lm-eval's default when a task gives no max_gen_toks
+ROUND_TOKENS = 32               # tokens generated per row before its stop strings are looked for
 
 
 def _flag(value, name: str) -> bool | None:
@@ -314,16 +318,26 @@ class GptlabLM(LM):
             ids = ids[-keep:]                       # as lm-eval's hf model: the context's left end goes
             prompts.append(ids)
             news.append(max(1, min(wanted, self.max_length - len(ids))))
-        seeds = [row_seed("lm-eval", c, i) for c, i in zip(contexts, indices)]
-        texts: list[str] = [""] * len(contexts)
-        for rows in plan_batches([len(p) for p in prompts], max(news), self.batch_size):
-            self.calls += 1
-            got = self.engine.run_batch([prompts[r] for r in rows], [temperature] * len(rows),
-                                        [seeds[r] for r in rows], [news[r] for r in rows],
-                                        top_k=int(top_k) if top_k else None,
-                                        top_p=float(top_p) if top_p not in (None, 1, 1.0) else None)
-            for r, c in zip(rows, got):
-                texts[r] = _cut(self.tokenizer.decode(c.tokens), until)
+        top_k = int(top_k) if top_k else None
+        top_p = float(top_p) if top_p not in (None, 1, 1.0) else None
+        gen: list[list[int]] = [[] for _ in contexts]
+        texts: list[str | None] = [None] * len(contexts)
+        pending, round_ = list(range(len(contexts))), 0
+        while pending:                              # rounds of ROUND_TOKENS: a row stops at its first stop string
+            plan = plan_batches([len(prompts[r]) + len(gen[r]) for r in pending], ROUND_TOKENS, self.batch_size)
+            for rows in plan:
+                rows = [pending[k] for k in rows]
+                self.calls += 1
+                got = self.engine.run_batch(
+                    [prompts[r] + gen[r] for r in rows], [temperature] * len(rows),
+                    [row_seed("lm-eval", contexts[r], indices[r], *([round_] if round_ else [])) for r in rows],
+                    [min(ROUND_TOKENS, news[r] - len(gen[r])) for r in rows], top_k=top_k, top_p=top_p)
+                for r, c in zip(rows, got):
+                    gen[r] += c.tokens
+                    text = self.tokenizer.decode(gen[r])
+                    if c.stopped or len(gen[r]) >= news[r] or any(s in text for s in until):
+                        texts[r] = _cut(text, until)
+            pending, round_ = [r for r in pending if texts[r] is None], round_ + 1
         return texts
 
 
