@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gptlab import __version__
 from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
+from gptlab.commands import bench
 from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
 from gptlab.store import Store
@@ -198,6 +199,9 @@ def _eval(args):
              dtype=args.dtype)
 
 
+COMMANDS["bench"] = [bench.HELP, lambda p: bench.add_arguments(p, DB, DEVICE), bench.run]   # commands/bench.py
+
+
 @command("sample", "stream a completion of a prompt from each checkpoint (quick looks; nothing is stored)")
 def _sample_args(p):
     p.add_argument("path", metavar="PATH", help="checkpoint file, checkpoint folder, or run directory")
@@ -338,8 +342,8 @@ def _results_args(p):
                    "csv, parquet: one file per table (bpb, samples, rollup) into the --out folder")
     p.add_argument("--out", metavar="FILE_OR_DIR", help="json: a file (default: stdout); csv, parquet: a folder "
                    "(required)")
-    p.add_argument("--what", default="bpb,samples,rollup", help="tables, comma-separated (default: all three; "
-                   "fields: docs/compare.md)")
+    p.add_argument("--what", default="bpb,samples,rollup,benchmarks", help="tables, comma-separated (default: "
+                   "all four; benchmarks: gptlab bench's scores; fields: docs/compare.md)")
 
 
 @runs("results")

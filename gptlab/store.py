@@ -15,8 +15,10 @@ NULL, so readers are unchanged.
 
 Versions. SCHEMA_VERSION 2 added `samples_key`. A v1 store is migrated when a writer opens it, in one
 transaction: of each set of samples with one key the first row (lowest id) is kept, a duplicate's findings move
-to it for the detector versions it lacks and are dropped otherwise, then the duplicates are deleted. A store
-from a newer gptlab is refused in one line.
+to it for the detector versions it lacks and are dropped otherwise, then the duplicates are deleted. Version 3
+added the `benchmarks` table (lm-evaluation-harness scores, keyed by weights, task, task version, n-shot,
+document limit (0: all) and the adapter's protocol); a v2 store gains it when a writer opens it, and a reader
+of a v2 store sees no benchmark rows. A store from a newer gptlab is refused in one line.
 
 Readers. `Store(path, readonly=True)` (report, compare --no-eval, check) never writes: it opens the file with
 SQLite's `mode=ro`, and, when that fails because the WAL index (-shm) cannot be created (a read-only folder or
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 
-SCHEMA_VERSION = 2      # v2: the samples key `samples_key` (NULL top_k/top_p count as one value)
+SCHEMA_VERSION = 3      # v2: the samples key `samples_key` (NULL top_k/top_p count as one value); v3: benchmarks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -65,6 +67,10 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE TABLE IF NOT EXISTS findings (
     sample_id INTEGER REFERENCES samples(id), detector_version TEXT, failures_json TEXT, metrics_json TEXT,
     evidence_json TEXT, passed INTEGER, created_at REAL, PRIMARY KEY (sample_id, detector_version));
+CREATE TABLE IF NOT EXISTS benchmarks (
+    weights_hash TEXT, task TEXT, task_version TEXT, num_fewshot INTEGER, doc_limit REAL, protocol TEXT,
+    metrics_json TEXT, docs_json TEXT, n_docs INTEGER, lm_eval_version TEXT, created_at REAL,
+    PRIMARY KEY (weights_hash, task, task_version, num_fewshot, doc_limit, protocol));
 """
 # The samples key since v2. The table's UNIQUE above is v1's, kept so that a new and a migrated store have one
 # table definition; it lets rows with NULL top_k/top_p repeat, this index does not. Created after a v1 store's
@@ -122,8 +128,9 @@ class Store:
                 self.db.execute(statement)
             if version is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif version < SCHEMA_VERSION:             # v1: merge the duplicate samples the old key let in
-                _migrate_v1(self.db)
+            elif version < SCHEMA_VERSION:             # v2 -> v3: SCHEMA above created the benchmarks table
+                if version < 2:                        # v1: merge the duplicate samples the old key let in
+                    _migrate_v1(self.db)
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             self.db.execute(SAMPLES_KEY_INDEX)
 
@@ -148,7 +155,7 @@ class Store:
             raise GptlabError(f"{self.path}: not a gptlab results store (no schema version)")
         if version > SCHEMA_VERSION:
             raise self._newer(version)
-        if version < SCHEMA_VERSION and _duplicate_samples(self.db):
+        if version < 2 and _duplicate_samples(self.db):
             raise GptlabError(f"{self.path}: written by an older gptlab (schema v{version}) and holds duplicate "
                               f"samples; any `gptlab eval ... --db {self.path}` migrates it (readers never write)")
 
@@ -323,6 +330,38 @@ class Store:
             params += list(weights_hashes)
         return self.query(sql + " ORDER BY m.run, m.step, p.name, s.max_tokens, s.sample_index",
                           tuple(params))
+
+    # ------------------------------------------------------------------ benchmarks (lm-evaluation-harness)
+
+    def get_benchmark(self, weights_hash, task, task_version, num_fewshot, doc_limit, protocol) -> dict | None:
+        if not self._has_table("benchmarks"):
+            return None
+        return self.db.execute("SELECT * FROM benchmarks WHERE weights_hash=? AND task=? AND task_version=? AND "
+                               "num_fewshot=? AND doc_limit=? AND protocol=?",
+                               (weights_hash, task, task_version, num_fewshot, doc_limit, protocol)).fetchone()
+
+    def put_benchmark(self, row: dict) -> None:
+        """One task's scores: the key columns, metrics (name -> value, stderr, ...), per-document values."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO benchmarks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (row["weights_hash"], row["task"], str(row["task_version"]), int(row["num_fewshot"]),
+                             float(row["doc_limit"]), row["protocol"], json.dumps(row["metrics"]),
+                             json.dumps(row["docs"]), int(row["n_docs"]), row["lm_eval_version"], time.time()))
+
+    def benchmark_rows(self, weights_hashes=None) -> list[dict]:
+        """Benchmark rows joined with their model's run and step (none in a v2 store opened read-only)."""
+        if not self._has_table("benchmarks"):
+            return []
+        sql = "SELECT b.*, m.run, m.step FROM benchmarks b JOIN models m USING (weights_hash)"
+        order = " ORDER BY m.run, m.step, b.task, b.num_fewshot, b.doc_limit, b.created_at"
+        if weights_hashes is None:
+            return self.query(sql + order)
+        marks = ",".join("?" * len(weights_hashes))
+        return self.query(sql + f" WHERE b.weights_hash IN ({marks})" + order, tuple(weights_hashes))
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() \
+            is not None
 
 
 def _duplicate_samples(db) -> list[dict]:

@@ -40,6 +40,8 @@ ROLLUP_FIELDS = KEY + ["temperature", "domain", "detector_version", "n", "clean"
                                                        "no_code", "syntax_error",
                                                        "test_failure", "missing_requirement",
                                                        "hallucinated_section", "malformed_figure")]
+BENCHMARK_FIELDS = KEY + ["task", "task_version", "num_fewshot", "limit", "protocol", "metric", "filter", "value",
+                          "stderr", "higher_is_better", "aggregation", "n_docs", "lm_eval_version"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def doc(db):
     return json.loads(results.export(db, ["code", "prose", "gpt2"]))
 
 
-def _json_out(capsys, db, *targets, what="bpb,samples,rollup"):
+def _json_out(capsys, db, *targets, what="bpb,samples,rollup,benchmarks"):
     """The command's stdout, parsed: one JSON document."""
     assert main(["results", *targets, "--db", str(db), "--what", what]) == 0
     return json.loads(capsys.readouterr().out)
@@ -92,7 +94,8 @@ def test_field_lists_are_pinned():
     assert list(results.FIELDS["bpb"]) == BPB_FIELDS
     assert list(results.FIELDS["samples"]) == SAMPLE_FIELDS
     assert list(results.FIELDS["rollup"]) == ROLLUP_FIELDS
-    assert results.TABLES == ("bpb", "samples", "rollup") and results.EXPORT_VERSION == 1
+    assert list(results.FIELDS["benchmarks"]) == BENCHMARK_FIELDS
+    assert results.TABLES == ("bpb", "samples", "rollup", "benchmarks") and results.EXPORT_VERSION == 1
 
 
 def test_the_command_prints_the_document(db, doc, capsys):
@@ -163,7 +166,7 @@ def test_rollup_equals_the_reports_numbers_per_checkpoint_and_temperature(tmp_pa
 def test_csv_round_trip(db, doc, tmp_path):
     out = tmp_path / "csv"
     assert main(["results", "code", "prose", "gpt2", "--db", str(db), "--format", "csv", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["bpb.csv", "rollup.csv", "samples.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["benchmarks.csv", "bpb.csv", "rollup.csv", "samples.csv"]
     for table in results.TABLES:
         with open(out / f"{table}.csv", newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)

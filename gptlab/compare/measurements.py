@@ -21,6 +21,8 @@ out `gptlab.stats.bootstrap.Units`:
     samples of one length (the longest unless asked), n counting the samples whose tests ran, averaged over
     probes; each resample evaluates the estimator on the resampled count c.
   * short and long prompts: the probes a suite pairs with `twin_of` (long twin_of short).
+  * lm-evaluation-harness scores (`gptlab bench`): each task's metrics over its documents, at one setting per
+    task (gptlab/compare/benchmarks.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gptlab.compare.benchmarks import measure as measure_benchmarks
 from gptlab.compare.select import detector_version, select
 from gptlab.config import PRESETS_DIR
 from gptlab.diagnose.rollup import pass_at_k as defined_pass_at_k
@@ -123,6 +126,8 @@ class Measurements:
         self.notes: list[str] = []
         self._load_bpb()
         self._load_samples(suite, temperature)
+        self.benchmarks = measure_benchmarks(store, self.models)
+        self.notes += self.benchmarks.notes
 
     def model(self, label: str) -> ModelRef:
         return self.models[label]

@@ -7,7 +7,8 @@ effect of prompt length, each with a bootstrap interval, and a ranking that says
 `build` turns the measurements read from the store (gptlab/compare/measurements.py) into a Comparison that
 gptlab/report/sections/compare.py renders; gptlab/commands/compare.py evaluates what is missing first.
 Rankings follow gptlab/stats/bootstrap.py: a model's rank is 1 + the number of models significantly better;
-"≈" joins neighbours whose difference's 95 % interval includes 0.
+"≈" joins neighbours whose difference's 95 % interval includes 0. lm-eval task metrics (`gptlab bench`,
+gptlab/compare/benchmarks.py) are ranked by the same rules, in their own direction (accuracy: higher is better).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Comparison:
     suite: str | None
     notes: list[str]
     resamples: int
+    benchmarks: list[RankedQuantity] = field(default_factory=list)   # lm-eval task metrics (gptlab bench)
 
 
 def _row(name, units: dict, lower_is_better, resamples, seed, what="") -> RankedQuantity:
@@ -114,9 +116,10 @@ def build(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0
                 units = {lab: _try(meas.pass_at, lab, [probe], k) for lab in labels}
                 pass_at.append(_row(f"{probe} pass@{k}", units, False, resamples, seed))
         length = prompt_length(meas, resamples=resamples, seed=seed)
+    benchmarks = [_row(q.name, q.units, q.lower_is_better, resamples, seed, q.what)
+                  for q in meas.benchmarks.quantities if q.rankable]
     return Comparison(list(meas.models.values()), bpb, failures, modes, pass_at, length, meas.twins(),
-                      meas.temperature,
-                      meas.detector_version, meas.suite, list(meas.notes), resamples)
+                      meas.temperature, meas.detector_version, meas.suite, list(meas.notes), resamples, benchmarks)
 
 
 def prompt_length(meas: Measurements, *, resamples: int = stats.RESAMPLES, seed: int = 0) -> list[LengthEffect]:

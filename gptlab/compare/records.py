@@ -21,7 +21,8 @@ LENGTH_FIELDS = ("model", "what", "pairs", "short", "long", "effect")
 CLAIM_FIELDS = ("statement", "comment", "verdict", "evidence", "margin", "parts")
 COMPARISON_FIELDS = ("models", "temperature", "detector_version", "suite", "resamples", "notes", "rows",
                      "prompt_length", "claims")
-SECTIONS = (("bpb", "bpb"), ("failure_rate", "failures"), ("failure_mode", "modes"), ("pass_at_k", "pass_at"))
+SECTIONS = (("bpb", "bpb"), ("failure_rate", "failures"), ("failure_mode", "modes"), ("pass_at_k", "pass_at"),
+            ("benchmark", "benchmarks"))
 
 
 def _finite(x):

@@ -1,9 +1,11 @@
 """What the store holds for some checkpoints, as tables for other tools: bits per byte, samples with their
-findings, and the roll-ups per (checkpoint, temperature, probe domain), written as JSON, CSV or Parquet.
+findings, the roll-ups per (checkpoint, temperature, probe domain) and lm-evaluation-harness scores (one
+record per task metric, gptlab/compare/benchmarks.py), written as JSON, CSV or Parquet.
 
     gptlab results runs/d12 --db results.sqlite                          one JSON document on stdout
     gptlab results runs/d12 --format csv --out d12_results               bpb.csv, samples.csv, rollup.csv
     gptlab results code prose --format parquet --out out --what rollup   out/rollup.parquet
+    gptlab results runs/d12 --what benchmarks                            task, metric, value, stderr ...
     python -m pytest tests/test_results.py
 
 PATHs are matched exactly as `gptlab report` matches them (select.select): a run directory or a run name is
@@ -30,6 +32,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from gptlab.compare.benchmarks import metric_records
 from gptlab.compare.select import detector_version, select
 from gptlab.diagnose.modes import MODES
 from gptlab.diagnose.rollup import PASS_KS, rollup
@@ -37,7 +40,7 @@ from gptlab.errors import GptlabError
 from gptlab.store import Store
 
 EXPORT_VERSION = 1
-TABLES = ("bpb", "samples", "rollup")
+TABLES = ("bpb", "samples", "rollup", "benchmarks")
 FORMATS = ("json", "csv", "parquet")
 MODEL_KEY = {"run": "str", "step": "int", "weights_hash": "str"}
 # table -> field -> kind: str, int, float, bool, list (of strings), json (an object)
@@ -53,6 +56,9 @@ FIELDS: dict[str, dict[str, str]] = {
                "clean": "int", "clean_rate": "float", "tested": "int", "passed": "int",
                **{f"pass_at_{k}": "float" for k in PASS_KS}, "probes": "int", "probes_working": "int",
                "verdict": "str", "dominant": "list", "why": "str", **{f"rate_{m}": "float" for m in MODES}},
+    "benchmarks": {**MODEL_KEY, "task": "str", "task_version": "str", "num_fewshot": "int", "limit": "float",
+                   "protocol": "str", "metric": "str", "filter": "str", "value": "float", "stderr": "float",
+                   "higher_is_better": "bool", "aggregation": "str", "n_docs": "int", "lm_eval_version": "str"},
 }
 
 
@@ -167,6 +173,15 @@ def rollup_records(samples: list[dict], models: list[dict], version: str | None)
     return out
 
 
+def benchmark_records(store, models: list[dict]) -> list[dict]:
+    """One record per (checkpoint, task setting, metric), every stored score (each protocol and setting)."""
+    order = {m["weights_hash"]: i for i, m in enumerate(models)}
+    rows = store.benchmark_rows(list(order)) if order else []
+    rows = sorted(rows, key=lambda r: (order[r["weights_hash"]], r["task"], r["task_version"], r["num_fewshot"],
+                                       r["doc_limit"], r["protocol"]))
+    return [_record("benchmarks", r) for row in rows for r in metric_records(row)]
+
+
 def collect(store, targets: list[str], what=TABLES) -> dict:
     """{"export_version", "store", "detector_version", <table>: [records] for each table in `what`}."""
     models = select(store, list(targets)).models
@@ -183,6 +198,8 @@ def collect(store, targets: list[str], what=TABLES) -> dict:
             doc["samples"] = samples
         if "rollup" in what:
             doc["rollup"] = rollup_records(samples, models, version)
+    if "benchmarks" in what:
+        doc["benchmarks"] = benchmark_records(store, models)
     return doc
 
 

@@ -9,9 +9,10 @@ writes report.md (GitHub renders it; the plots are SVG files beside it) and a se
 decided by gptlab/compare/select.py. Every file is rendered into a temporary folder first and then moved
 into place one by one, so a failure never leaves a half-written report.
 
-A section is a function (store, context) -> Section(title, markdown, html, id, files); SECTIONS below is the
-one list that decides what the report contains and in what order. Model-vs-model sections add themselves
-here.
+A section is a function (store, context) -> Section(title, markdown, html, id, files), or None for a section
+with nothing to show that is optional (Benchmarks: only checkpoints scored with `gptlab bench`); SECTIONS below
+is the one list that decides what the report contains and in what order. Model-vs-model sections add
+themselves here.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gptlab.report.context import build_context
 from gptlab.report.html import page
 from gptlab.report.markdown import document
 from gptlab.report.render import write_pages
-from gptlab.report.sections import cards, convergence, diagnosis, length, recommend, run, summary
+from gptlab.report.sections import benchmarks, cards, convergence, diagnosis, length, recommend, run, summary
 from gptlab.report.sections.claims import claims_section
 
 SECTIONS = [
@@ -37,6 +38,7 @@ SECTIONS = [
     convergence.meaning_section,
     diagnosis.diagnosis_section,
     length.prompt_length_section,
+    benchmarks.benchmarks_section,
     cards.cards_section,
     recommend.recommendations_section,
 ]
@@ -50,7 +52,7 @@ def render(store, targets: list[str] | str, claims: str | None = None, *,
     targets = [targets] if isinstance(targets, (str, os.PathLike)) else list(targets)
     subject = select(store, [str(t) for t in targets])
     ctx = build_context(store, subject)
-    sections = [fn(store, ctx) for fn in SECTIONS]
+    sections = [s for s in (fn(store, ctx) for fn in SECTIONS) if s is not None]
     if claims is not None:
         sections.append(claims_section(store, claims))
     n = len(subject.models)

@@ -125,12 +125,22 @@ def pass_section(c):
                                      "over the probe's samples")])
 
 
+def benchmarks_section(c):
+    labels = [m.label for m in c.models]
+    return section("Benchmarks", [_table(c.benchmarks, labels, _num, "task metric", lambda d: d.text(3, signed=True),
+                                         "lm-evaluation-harness metrics (`gptlab bench`), each in lm-eval's own "
+                                         "direction; 95 % bootstrap intervals over the task's documents, paired by "
+                                         "document")])
+
+
 def length_section(c):
     return section("Prompt length", length_blocks(c.length, c.twins))
 
 
 def sections(c, verdicts=None, store_path="", claims_title=""):
     out = [models_section(c, store_path), bpb_section(c), failures_section(c), pass_section(c), length_section(c)]
+    if c.benchmarks:                             # only models scored with `gptlab bench` have them
+        out.insert(4, benchmarks_section(c))
     if verdicts is not None:
         out.append(claims_section_for(verdicts, claims_title))
     return out
@@ -154,7 +164,8 @@ def print_comparison(c, console=None) -> None:
     labels = [m.label for m in c.models]
     for title, rows, fmt in (("bits per byte (lower is better)", c.bpb, _num),
                              (f"any failure, T={c.temperature:g} (lower is better)" if c.temperature is not None
-                              else "failures", c.failures, _pct)):
+                              else "failures", c.failures, _pct),
+                             ("benchmarks (lm-eval, in each metric's direction)", c.benchmarks, _num)):
         if not rows:
             continue
         t = RichTable(title=title)
