@@ -45,6 +45,8 @@ def _ref(d: Path) -> CheckpointRef:
     except (OSError, ValueError, TypeError, AttributeError, OverflowError):
         pass
     run = d.parent.name if m else d.name
+    if d.parent.name == "snapshots" and d.parent.parent.name.startswith("models--"):   # in a Hub cache
+        run = d.parent.parent.name.removeprefix("models--").replace("--", "/")
     return CheckpointRef("hf", d, step=step, run=run, tokens_seen=tokens)
 
 
