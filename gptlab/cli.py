@@ -21,9 +21,11 @@ from pathlib import Path
 
 from gptlab import __version__
 from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
+from gptlab.commands import export as export_command
 from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
 from gptlab.store import Store
+from gptlab.trackers import LOG_HELP
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args) -> int | None)
 CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 1 "unexpected error")
@@ -31,6 +33,7 @@ CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 
 DB = dict(default="results.sqlite", help="results store (default: results.sqlite)")
 DEVICE = dict(help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
 RESAMPLES = dict(type=int, default=2000, help="bootstrap resamples per interval (default 2000, at least 100)")
+COMMANDS["export"] = [export_command.HELP, export_command.add_arguments, export_command.run]   # commands/export.py
 
 
 def _check_resamples(n: int) -> None:
@@ -136,12 +139,13 @@ def _watch_args(p):
     p.add_argument("--db", **DB)
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between looks (default: 10)")
+    p.add_argument("--log", metavar="TRACKERS", help=LOG_HELP)
 
 
 @runs("watch")
 def _watch(args):
     from gptlab.commands.watch import watch  # deferred: heavy (torch)
-    return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval)
+    return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval, log=args.log)
 
 
 def _numbers(text: str, kind, flag: str) -> tuple:
@@ -177,6 +181,7 @@ def _eval_args(p):
     p.add_argument("--unsafe-exec", action="store_true",
                    help="run probe tests without the sandbox's isolation (see gptlab/sandbox/__init__.py)")
     p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
+    p.add_argument("--log", metavar="TRACKERS", help=LOG_HELP)
     p.add_argument("--device", **DEVICE)
     p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU, 256 on GPU)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is fastest for tiny "
@@ -187,12 +192,12 @@ def _eval_args(p):
 def _eval(args):
     if args.no_probes and args.no_bpb:
         raise GptlabError("--no-probes with --no-bpb leaves nothing to evaluate; drop one of them")
-    from gptlab.evaluate.job import evaluate  # deferred: heavy (torch)
+    from gptlab.commands.tracking import evaluate  # deferred: heavy (torch)
     on_bpb = (lambda row: print(json.dumps(row), flush=True)) if args.json else None
     evaluate(args.paths, db=args.db, suite=args.suite, temperatures=_numbers(args.temperature, float, "--temperature"),
              max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
              bpb_files=args.bpb or None, device=args.device, probes=not args.no_probes, bpb=not args.no_bpb,
-             diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
+             diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec, log=args.log,
              top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, threads=args.threads, on_bpb=on_bpb)
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from conftest import ROOT, TINY
 from gptlab import cli
-from gptlab.config import PRESETS_DIR, Config, DataConfig, DomainConfig, ModelConfig, TokenizerConfig, \
-    TrainConfig, load_config
+from gptlab.config import PRESETS_DIR, Config, DataConfig, DomainConfig, LoggingConfig, ModelConfig, \
+    TokenizerConfig, TrainConfig, load_config
 from gptlab.errors import GptlabError
 
-TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
+TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "train": TrainConfig, "logging": LoggingConfig}
 
 
 def gptlab_here(*args):

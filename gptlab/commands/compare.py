@@ -88,8 +88,8 @@ def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite:
     on_disk = [r for r in refs.values() if r is not None]
     if evaluate_missing and on_disk:
         temps = (temperature,) if temperature is not None else (PREFERRED_TEMPERATURE,)
-        evaluate([r.extra.get("hub_id", str(r.path)) for r in on_disk], db=db, suite=suite, bpb_files=_common_domains(on_disk, bpb_files),
-                 temperatures=temps, **eval_kw)
+        evaluate([r.extra.get("hub_id", str(r.path)) for r in on_disk], db=db, suite=suite,
+                 bpb_files=_common_domains(on_disk, bpb_files), temperatures=temps, **eval_kw)
     elif not Path(db).is_file():
         raise GptlabError(f"{db}: no results store here")
     store = Store(db, readonly=True)
