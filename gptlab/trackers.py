@@ -106,6 +106,8 @@ class WandbTracker:
 
     def close(self) -> None:
         self.run.finish()
+        if self._wandb.run is None:     # no other run of this process is open: have the run files written now
+            self._wandb.teardown()
 
 
 class TensorBoardTracker:

@@ -186,9 +186,9 @@ def test_override_paths_and_values_are_checked_like_the_file():
 def test_config_dataclasses_are_all_covered_by_the_rules():
     from gptlab.config import RULES
     for cls, table in ((ModelConfig, "model"), (TokenizerConfig, "tokenizer"), (TrainConfig, "train"),
-                       (DomainConfig, "domain"), (Config, "")):
+                       (DomainConfig, "domain"), (LoggingConfig, "logging"), (Config, "")):
         for f in dataclasses.fields(cls):
-            if f.name in ("source", "model", "tokenizer", "data", "train", "domains"):
+            if f.name in ("source", "model", "tokenizer", "data", "train", "domains", "logging"):
                 continue
             assert (table, f.name) in RULES, (table, f.name)
     assert DataConfig  # its one field (domains) is checked structurally
