@@ -21,10 +21,12 @@ from pathlib import Path
 
 from gptlab import __version__
 from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
-from gptlab.commands import bench
+from gptlab.commands import bench, diagnose_file
+from gptlab.commands import export as export_command
 from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
 from gptlab.store import Store
+from gptlab.trackers import LOG_HELP
 
 COMMANDS = {}  # name -> (help, add_arguments(parser), run(args) -> int | None)
 CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 1 "unexpected error")
@@ -32,6 +34,7 @@ CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 
 DB = dict(default="results.sqlite", help="results store (default: results.sqlite)")
 DEVICE = dict(help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
 RESAMPLES = dict(type=int, default=2000, help="bootstrap resamples per interval (default 2000, at least 100)")
+COMMANDS["export"] = [export_command.HELP, export_command.add_arguments, export_command.run]   # commands/export.py
 
 
 def _check_resamples(n: int) -> None:
@@ -137,12 +140,13 @@ def _watch_args(p):
     p.add_argument("--db", **DB)
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between looks (default: 10)")
+    p.add_argument("--log", metavar="TRACKERS", help=LOG_HELP)
 
 
 @runs("watch")
 def _watch(args):
     from gptlab.commands.watch import watch  # deferred: heavy (torch)
-    return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval)
+    return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval, log=args.log)
 
 
 def _numbers(text: str, kind, flag: str) -> tuple:
@@ -178,6 +182,7 @@ def _eval_args(p):
     p.add_argument("--unsafe-exec", action="store_true",
                    help="run probe tests without the sandbox's isolation (see gptlab/sandbox/__init__.py)")
     p.add_argument("--json", action="store_true", help='print one JSON line per (model, step, domain) bpb on stdout')
+    p.add_argument("--log", metavar="TRACKERS", help=LOG_HELP)
     p.add_argument("--device", **DEVICE)
     p.add_argument("--batch-rows", type=int, help="most rows sampled at once (default 64 on CPU; on GPU what fits)")
     p.add_argument("--dtype", default="auto", help="weights' dtype: auto (bfloat16 on CUDA), float32, bfloat16")
@@ -189,17 +194,18 @@ def _eval_args(p):
 def _eval(args):
     if args.no_probes and args.no_bpb:
         raise GptlabError("--no-probes with --no-bpb leaves nothing to evaluate; drop one of them")
-    from gptlab.evaluate.job import evaluate  # deferred: heavy (torch)
+    from gptlab.commands.tracking import evaluate  # deferred: heavy (torch)
     on_bpb = (lambda row: print(json.dumps(row), flush=True)) if args.json else None
     evaluate(args.paths, db=args.db, suite=args.suite, temperatures=_numbers(args.temperature, float, "--temperature"),
              max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
              bpb_files=args.bpb or None, device=args.device, probes=not args.no_probes, bpb=not args.no_bpb,
-             diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
+             diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec, log=args.log,
              top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, threads=args.threads, on_bpb=on_bpb,
              dtype=args.dtype)
 
 
 COMMANDS["bench"] = [bench.HELP, lambda p: bench.add_arguments(p, DB, DEVICE), bench.run]   # commands/bench.py
+COMMANDS["diagnose"] = [diagnose_file.HELP, diagnose_file.add_arguments, diagnose_file.run]   # commands/diagnose_file.py
 
 
 @command("sample", "stream a completion of a prompt from each checkpoint (quick looks; nothing is stored)")
@@ -354,31 +360,6 @@ def _results(args):
         sys.stdout.write(got)
     else:
         print("wrote " + ", ".join(map(str, got)))
-
-
-@command("diagnose", "find named failure modes in model samples (JSONL), with evidence and metrics")
-def _diagnose_args(p):
-    p.add_argument("file", help="JSONL, one sample per line: {id, domain, prompt, completion, language?, "
-                                "code_prefix?, tests?, requires?, schema?, entry_point?, probe?} "
-                                "(modes and thresholds: docs/failure_modes.md). Lines that are not samples are "
-                                "skipped with a warning (lines over 8 MiB unread); exit status 2 if none is one")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON line per input line {id, failures, metrics, evidence, passed} instead of the table")
-    p.add_argument("--no-exec", action="store_true", help="do not run tests (test_failure is then not checked)")
-    p.add_argument("--unsafe-exec", action="store_true",
-                   help="run tests even where no sandbox isolation is available (model code runs unisolated)")
-    p.add_argument("--workers", type=int, help="processes for the detectors and sandboxes (default: all cores)")
-
-
-@runs("diagnose")
-def _diagnose(args):
-    from gptlab.diagnose.io import diagnose_file, render_json_lines, render_report  # deferred: heavy (numpy)
-    if args.workers is not None and args.workers < 1:
-        raise GptlabError(f"--workers {args.workers}: must be >= 1")
-    rows, results = diagnose_file(args.file, execute=not args.no_exec, unsafe_exec=args.unsafe_exec,
-                                  workers=args.workers,
-                                  warn=lambda m: print(f"gptlab: warning: {args.file}: {m}", file=sys.stderr))
-    print(render_json_lines(results) if args.json else render_report(rows, results))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
     gptlab train demo --set train.steps=20        # a preset name, or a path to a TOML file
     python -m pytest tests/test_config.py tests/test_fuzz_config.py
 
-A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train]. Every field's
+A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train], and an
+optional fifth, [logging] (W&B project and entity, TensorBoard folder: gptlab/trackers.py). Every field's
 type and range is checked here, in one table (`RULES`), plus what no single field can say (`validate`): a bad
 value is a one-line GptlabError naming the file and the key (`train.log_every must be at least 1, got 0`), and
 unknown keys are errors too. Paths in a config are relative to the config file; a path starting with `gptlab:`
@@ -94,12 +95,20 @@ class TrainConfig:
 
 
 @dataclass
+class LoggingConfig:                    # experiment trackers (gptlab/trackers.py); empty = off
+    wandb_project: str = ""
+    wandb_entity: str = ""
+    tensorboard_dir: str = ""           # events in <dir>/<name>/train, relative to the current folder
+
+
+@dataclass
 class Config:
     name: str = "run"
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = ""            # where it was loaded from (not a TOML key)
 
     def to_dict(self) -> dict:
@@ -111,7 +120,8 @@ class Config:
 @dataclass(frozen=True)
 class Rule:
     """What one field accepts beyond its type: an inclusive range [lo, hi], an exclusive bound (above, below),
-    a set of choices, or for text what it names ("name": a run or domain name, "path": a file)."""
+    a set of choices, or for text what it names ("name": a run or domain name, "path": a file, "label": a
+    printable name for another tool)."""
     lo: float | None = None
     hi: float | None = None
     above: float | None = None
@@ -159,8 +169,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("train", "dtype"): Rule(choices=("auto", "float32", "bfloat16")),
     ("train", "compile"): Rule(),
     ("train", "threads"): Rule(lo=0, hi=1024),                      # 0: torch's default
+    ("logging", "wandb_project"): Rule(text="label"),
+    ("logging", "wandb_entity"): Rule(text="label"),
+    ("logging", "tensorboard_dir"): Rule(text="path"),
 }
-TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig, "train": TrainConfig}
+TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig, "train": TrainConfig,
+          "logging": LoggingConfig}
 
 
 def _show(value) -> str:
@@ -268,6 +282,8 @@ def _check_text(value: str, rule: Rule, key: str) -> str:
         if value in (".", "..") or any(c in value for c in "/\\") or not value.isprintable():
             raise _FieldError(f"{key} must not contain '/', '\\' or control characters, nor be '.' or '..', "
                               f"got {_show(value)}")
+    if rule.text == "label" and not value.isprintable():
+        raise _FieldError(f"{key} must not contain control characters, got {_show(value)}")
     if rule.text == "path" and key.startswith("domain") and not value:
         raise _FieldError(f"{key} must not be empty (a corpus file or glob)")
     return value

@@ -94,6 +94,11 @@ class TiktokenTokenizer(Tokenizer):
         self.bos_id = special.get(bos) if bos else None
         self._decode_bytes = {i: b for b, i in ranks.items()}
 
+    @property
+    def bpe(self) -> tuple[dict[bytes, int], str, dict[str, int]]:
+        """(merge ranks, split pattern, special tokens): the whole tokenizer (`gptlab export` writes it out)."""
+        return dict(self._ranks), self._pat, dict(self._special)
+
     def encode(self, text):
         return self.enc.encode_ordinary(text)
 

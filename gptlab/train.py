@@ -6,12 +6,13 @@
     python -m pytest tests/test_train.py tests/test_faults_train.py tests/test_faults_train_kill.py
 
 `Trainer.setup` builds the run (tokenizer, token caches, model, optimizers, resume state); then each step is
-`train_step` (a deterministic global batch from gptlab/data.py, reached by gradient accumulation over micro-
-batches; on CUDA copied from pinned memory without blocking, bf16 autocast; fp32 on CPU), then maybe `evaluate`
-(training-time val bpb per domain: non-overlapping windows of the val stream, special tokens excluded) every
-`eval_every` steps, a line to metrics.jsonl (train loss, lr, tokens/s, tokens seen, MFU on CUDA) every
-`log_every` steps, and maybe `save` every `save_every` steps and at the end. A non-finite loss stops the run
-naming the step; the last good checkpoint stays.
+`train_step` (a deterministic global batch from gptlab/data.py, reached by gradient accumulation over
+micro-batches; on CUDA copied from pinned memory without blocking, bf16 autocast; fp32 on CPU), then maybe `evaluate` (training-time val bpb per domain:
+non-overlapping windows of the val stream, special tokens excluded) every `eval_every` steps, a line to
+metrics.jsonl (train loss, lr, tokens/s, tokens seen, MFU on CUDA; also to the W&B / TensorBoard runs that
+[logging] asks for, gptlab/trackers.py) every `log_every` steps, and maybe `save`
+every `save_every` steps and at the end. A non-finite loss stops the run naming the step; the last good
+checkpoint stays.
 
 Faults: one training per run directory (an flock, released on any exit); the run's tokenizer and token caches
 are rebuilt when what made them changed; `--resume` falls back past a damaged checkpoint (set aside as
@@ -46,6 +47,7 @@ from gptlab.models.gpt import GPT, GPTConfig
 from gptlab.optim import build_optimizers, set_schedule
 from gptlab.progress import TrainProgress
 from gptlab.tokenizer import Tokenizer, load_tokenizer, made_from_config, made_from_differs, train_bpe
+from gptlab.trackers import Trackers, train_metrics, training_trackers
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}
 
@@ -301,6 +303,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dist: Dist, progress: bool)
     t = Trainer.setup(cfg, run_dir, resume, dist)
     bar = TrainProgress(tc.steps, t.start_step, enabled=progress and dist.is_writer)
     loss, val_bpb, val_domains = float("nan"), None, {}
+    track = training_trackers(cfg.logging, cfg.name, t.run_config, run_dir) if dist.is_writer else Trackers()
     log = open(t.metrics_path, "a") if dist.is_writer else None
     try:
         for step in range(t.start_step, tc.steps):
@@ -320,12 +323,14 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dist: Dist, progress: bool)
                     log.flush()
                 except OSError as e:
                     raise write_error(t.metrics_path, e) from None
+                track.log(train_metrics(row), step=done)
             bar.update(done, loss, tc.total_batch_tokens / dt, row["tokens_seen"], val_bpb, row.get("mfu"))
             # save every save_every steps and at the end: a resume restarts from the last one
             if done % tc.save_every == 0 or done == tc.steps:
                 t.save(done, loss, val_bpb, val_domains)
     finally:
         bar.close()
+        track.close()
         if log:
             log.close()
     return TrainResult(run_dir, tc.steps, loss, val_bpb, t.checkpoints)

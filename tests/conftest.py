@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "configs" / "tiny.toml"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")       # a name taken for a Hub id never reaches the network
 
 
 def run_gptlab(*args, cwd=None, env=None, timeout=600):

@@ -14,11 +14,11 @@ import pytest
 
 from conftest import ROOT, TINY
 from gptlab import cli
-from gptlab.config import PRESETS_DIR, Config, DataConfig, DomainConfig, ModelConfig, TokenizerConfig, \
-    TrainConfig, load_config
+from gptlab.config import PRESETS_DIR, Config, DataConfig, DomainConfig, LoggingConfig, ModelConfig, \
+    TokenizerConfig, TrainConfig, load_config
 from gptlab.errors import GptlabError
 
-TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
+TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "train": TrainConfig, "logging": LoggingConfig}
 
 
 def gptlab_here(*args):
@@ -186,9 +186,9 @@ def test_override_paths_and_values_are_checked_like_the_file():
 def test_config_dataclasses_are_all_covered_by_the_rules():
     from gptlab.config import RULES
     for cls, table in ((ModelConfig, "model"), (TokenizerConfig, "tokenizer"), (TrainConfig, "train"),
-                       (DomainConfig, "domain"), (Config, "")):
+                       (DomainConfig, "domain"), (LoggingConfig, "logging"), (Config, "")):
         for f in dataclasses.fields(cls):
-            if f.name in ("source", "model", "tokenizer", "data", "train", "domains"):
+            if f.name in ("source", "model", "tokenizer", "data", "train", "domains", "logging"):
                 continue
             assert (table, f.name) in RULES, (table, f.name)
     assert DataConfig  # its one field (domains) is checked structurally

@@ -1,6 +1,7 @@
 """Find and load checkpoints of every format our users have, behind one call.
 
     gptlab models PATH        lists what `discover(PATH)` finds (eval, sample, compare and watch find the same)
+    gptlab models openai-community/gpt2    a Hugging Face Hub id: its snapshot in the Hub cache (hub.py)
     python -m pytest tests/test_models_cli.py tests/test_checkpoints_*.py
 
 `discover(path)` accepts a checkpoint file, a checkpoint folder, a whole run directory, or a folder holding
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gptlab.checkpoints import hub
 from gptlab.errors import GptlabError
 
 if TYPE_CHECKING:
@@ -93,10 +95,17 @@ def discover(path: str | Path) -> list[CheckpointRef]:
 
 def discover_all(path: str | Path) -> tuple[list[CheckpointRef], list[str]]:
     """(every readable checkpoint at `path` or in its subfolders, one line per checkpoint or folder that was
-    recognised but cannot be read). Raises a GptlabError when `path` is missing or holds nothing at all."""
-    path = Path(path)
+    recognised but cannot be read). Raises a GptlabError when `path` is missing or holds nothing at all. A
+    `path` that does not exist but can be a Hugging Face Hub id is looked up there (hub.py)."""
+    text, path = str(path), Path(path)
     if not path.exists():
-        raise GptlabError(f"{path}: no such file or directory")
+        if not hub.is_hub_id(text):
+            raise GptlabError(f"{path}: no such file or directory")
+        snapshot, label = hub.resolve(text)
+        refs, errors = discover_all(snapshot)
+        for r in refs:
+            r.run, r.extra["hub_id"] = label, text
+        return refs, errors
     if not (path.is_file() or path.is_dir()):
         raise GptlabError(f"{path}: not a checkpoint file or folder")
     errors: list[str] = []

@@ -9,7 +9,8 @@ when it counted them). The model config.json describes is first built on the met
 the safetensors headers (skeleton.py): only a model the files can fill is loaded, by transformers, from the
 local files only (gptlab/models/hf.py). The tokenizer is `tokenizer.json` (or `vocab.json` + `merges.txt`) in
 the folder or the one above it. Only safetensors weights are read: a `pytorch_model.bin` would need an
-unpickler.
+unpickler. A folder `gptlab export` wrote for gptlab's or nanochat's family is read by hf_native.py, with
+gptlab's own model classes (its shipped modelling code is never run).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash
+from gptlab.checkpoints import CheckpointRef, LoadedModel, ModelInfo, file_hash, hf_native
 from gptlab.checkpoints.bpe_files import read_vocab_merges
 from gptlab.checkpoints.skeleton import MAX_SIZE, build_checked, safetensors_shapes
 from gptlab.errors import GptlabError
@@ -44,7 +45,12 @@ def _ref(d: Path) -> CheckpointRef:
         tokens = max(0, int(state.get("num_input_tokens_seen") or 0)) or None
     except (OSError, ValueError, TypeError, AttributeError, OverflowError):
         pass
+    source = hf_native.exported_source(d)        # a folder gptlab export wrote: its checkpoint's step
+    step = step if step is not None else hf_native.count(source.get("step"))
+    tokens = tokens if tokens is not None else hf_native.count(source.get("tokens_seen"))
     run = d.parent.name if m else d.name
+    if d.parent.name == "snapshots" and d.parent.parent.name.startswith("models--"):   # in a Hub cache
+        run = d.parent.parent.name.removeprefix("models--").replace("--", "/")
     return CheckpointRef("hf", d, step=step, run=run, tokens_seen=tokens)
 
 
@@ -75,6 +81,8 @@ def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
         raise GptlabError(f"{folder / 'config.json'}: unreadable ({e})") from None
     if not isinstance(raw, dict):
         raise GptlabError(f"{folder / 'config.json'}: expected a JSON object, found {type(raw).__name__}")
+    if raw.get("model_type") in hf_native.MODEL_TYPES:       # written by gptlab export: gptlab's own classes
+        return hf_native.load(ref, raw, device)
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise GptlabError(f"{folder}: only pytorch_model.bin weights, which would need unpickling; save the model "

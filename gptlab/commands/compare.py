@@ -7,7 +7,8 @@ Each PATH's newest checkpoint (or PATH@STEP) is evaluated into the store (gptlab
 results already there are reused, so a second run only reads — on one set of bpb domains for every model
 (`--bpb`, else the first gptlab run's own val domains, else the shipped corpus). Then the store is read
 (gptlab/compare/measurements.py), ranked (gptlab/compare/ranking.py) and written as compare.md and
-compare.html (gptlab/report/sections/compare.py). A run name in the store needs no model at all.
+compare.html (gptlab/report/sections/compare.py). A run name in the store needs no model at all; a Hugging
+Face Hub id that is neither a path here nor a run name in the store is read from the Hub cache.
 Under torchrun (`torchrun --nproc_per_node=4 -m gptlab compare ...`) every rank takes part in the evaluation
 and rank 0 alone compares and writes (docs/distributed.md).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gptlab.checkpoints import discover
+from gptlab.checkpoints import discover, hub
 from gptlab.checkpoints.gptlab_run import run_dir_of
 from gptlab.compare.claims import load_claims
 from gptlab.compare.claims_verdict import check
@@ -43,13 +44,14 @@ def _common_domains(refs, explicit):
     return {d.name: d.files for d in bpb_domains.corpus_domains()}
 
 
-def _newest_ref(target: str):
-    """The CheckpointRef a PATH or PATH@STEP names on disk, or None when it is not a path here."""
+def _newest_ref(target: str, db: str):
+    """The CheckpointRef a PATH or PATH@STEP names on disk (or a Hugging Face Hub id names in the Hub cache),
+    or None when it is neither: a run name in the store."""
     path, step = target, None
     head, sep, tail = target.rpartition("@")
     if not Path(target).exists() and sep and tail.isdigit():
         path, step = head, int(tail)
-    if not Path(path).exists():
+    if not Path(path).exists() and (not hub.is_hub_id(path) or _stored_run(db, path)):
         return None
     refs = discover(path)
     if step is not None:
@@ -57,6 +59,16 @@ def _newest_ref(target: str):
         if not refs:
             raise GptlabError(f"{target}: no checkpoint at step {step} under {path}")
     return refs[-1]
+
+
+def _stored_run(db: str, name: str) -> bool:
+    if not Path(db).is_file():
+        return False
+    store = Store(db, readonly=True)
+    try:
+        return any(m["run"] == name for m in store.models())
+    finally:
+        store.close()
 
 
 def _stored_row(store, ref) -> dict:
@@ -76,12 +88,12 @@ def compare_paths(targets: list[str], *, db: str, out: str | None = None, suite:
     if len(targets) < 1:
         raise GptlabError("compare: give at least one PATH")
     claims_file = load_claims(claims) if claims else None        # a bad file fails before any model runs
-    refs = {t: _newest_ref(t) for t in targets}
+    refs = {t: _newest_ref(t, db) for t in targets}
     on_disk = [r for r in refs.values() if r is not None]
     if evaluate_missing and on_disk:
         temps = (temperature,) if temperature is not None else (PREFERRED_TEMPERATURE,)
-        evaluate([str(r.path) for r in on_disk], db=db, suite=suite, bpb_files=_common_domains(on_disk, bpb_files),
-                 temperatures=temps, **eval_kw)
+        evaluate([r.extra.get("hub_id", str(r.path)) for r in on_disk], db=db, suite=suite,
+                 bpb_files=_common_domains(on_disk, bpb_files), temperatures=temps, **eval_kw)
     elif not Path(db).is_file():
         raise GptlabError(f"{db}: no results store here")
     if launched_world()[0] != 0:

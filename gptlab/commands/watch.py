@@ -1,6 +1,7 @@
 """Follow a training run: evaluate each checkpoint as it lands, then refresh the report.
 
     gptlab watch runs/d12 --db results.sqlite --interval 10      (Ctrl-C stops; exit status 0)
+    gptlab watch runs/d12 --log wandb,tensorboard:tb             (each checkpoint's results to the trackers too)
 
 Every `interval` seconds the run directory is listed with gptlab.checkpoints.discover, which only returns
 complete checkpoints (gptlab writes each one into a temporary folder and renames it when whole). Checkpoints
@@ -28,12 +29,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gptlab.checkpoints import discover
+from gptlab.commands.tracking import EvalLogger
 from gptlab.distributed import launched_world
 from gptlab.errors import GptlabError
 from gptlab.evaluate import ranks
 from gptlab.evaluate.job import evaluate
 from gptlab.report import write_report
 from gptlab.store import Store
+from gptlab.trackers import parse_log
 
 MAX_INTERVAL_S = 86400          # a day; time.sleep overflows on absurd values
 
@@ -86,10 +89,12 @@ def _say(msg: str) -> None:
 
 
 def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, sleep=time.sleep,
-          max_polls: int | None = None, echo=_say) -> int:
+          max_polls: int | None = None, echo=_say, log: str | None = None) -> int:
     """Poll until Ctrl-C (or `max_polls`, for tests); returns the exit status, 0 on a clean stop. Raises
     GptlabError (one line, exit 2) for an interval that is not a finite number in (0, a day], and when the run
-    directory disappears while it is watched."""
+    directory disappears while it is watched. `log` names experiment trackers (gptlab/commands/tracking.py)
+    that receive each new checkpoint's results, in one tracker run for the whole watch."""
+    tracked = EvalLogger(parse_log(log))
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise GptlabError(f"{run_dir}: not a folder (watch needs a training run directory)")
@@ -118,6 +123,8 @@ def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, 
                     echo(f"new checkpoint{'s' if len(new) > 1 else ''}: " + ", ".join(r.label for r in new))
                     try:
                         evaluate([str(r.path) for r in new], db=db)
+                        if tracked.specs:
+                            tracked.log([str(r.path) for r in new], db)
                     except GptlabError as e:
                         echo(f"gptlab: error: {e} (skipping; watching on)")
                     done.update(str(r.path) for r in new)
@@ -133,6 +140,7 @@ def watch(run_dir, *, db: str, out=None, interval: float = 10.0, evaluate=None, 
                                      f"from what is stored)"))
     finally:
         tell(None)                      # the other ranks return
+        tracked.close()
     return 0
 
 
