@@ -115,6 +115,8 @@ def test_the_char_level_vocabulary_becomes_a_one_character_wordlevel(exported):
     assert spec["model"]["type"] == "WordLevel" and spec["decoder"]["type"] == "Fuse"
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert tok.bos_token is None and len(tok) == 96
+    config = json.loads((out / "config.json").read_text())
+    assert config["bos_token_id"] is None and config["activation_function"] == "gelu"   # nanoGPT's exact GELU
 
 
 @pytest.mark.parametrize("name", ["llmc_fp32", "nanochat", "gptlab"])

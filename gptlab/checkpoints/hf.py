@@ -81,7 +81,7 @@ def load(ref: CheckpointRef, device: str | torch.device = "cpu") -> LoadedModel:
         raise GptlabError(f"{folder / 'config.json'}: unreadable ({e})") from None
     if not isinstance(raw, dict):
         raise GptlabError(f"{folder / 'config.json'}: expected a JSON object, found {type(raw).__name__}")
-    if raw.get("model_type") in hf_native.MODEL_TYPES:       # written by gptlab export: gptlab's own classes
+    if isinstance(raw.get("model_type"), str) and raw["model_type"] in hf_native.MODEL_TYPES:   # gptlab export
         return hf_native.load(ref, raw, device)
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:

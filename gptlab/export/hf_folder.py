@@ -92,8 +92,8 @@ def export_hf(path: str, out: str | Path, *, fmt: str = "hf", force: bool = Fals
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         tokenizer_note = _write_tokenizer(loaded, tmp, say)
-        special = {"bos_token_id": loaded.tokenizer.bos_id, "eos_token_id": loaded.tokenizer.bos_id} \
-            if loaded.tokenizer.bos_id is not None else {}
+        # the document separator starts and ends documents; none (char-level) is None, not GPT-2's 50256
+        special = {"bos_token_id": loaded.tokenizer.bos_id, "eos_token_id": loaded.tokenizer.bos_id}
         if family == "gpt2":
             _write_gpt2(loaded, tmp, transformers, special)
         elif family in REMOTE_FAMILIES:
