@@ -71,7 +71,7 @@ def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
     checked = list(_checked(completion, prompt_words))
     invented = [w.lower() for w in checked if not is_english(w)]
-    distinct = sorted({w.lower() for w in invented}, key=lambda w: -invented.count(w))
+    distinct = sorted(dict.fromkeys(invented), key=lambda w: -invented.count(w))   # most used first, then in order
     share = len(invented) / len(checked) if checked else 0.0
     metrics = {"checked_words": len(checked), "invented_words": len(distinct), "invented_share": round(share, 3)}
     if (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE
