@@ -9,22 +9,8 @@ import torch
 from gptlab.engine import Engine
 from gptlab.errors import GptlabError
 from gptlab.models.decode_graph import DecodeStep, fixed_shape_step, has_static_cache
-from gptlab.models.gpt import GPT, GPTConfig
-from gptlab.models.gpt2 import GPT2, GPT2Config
 from gptlab.models.kv_cache import KVCache, StaticKVCache
-
-
-def gpt(n_kv_head):
-    torch.manual_seed(0)
-    m = GPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, n_kv_head=n_kv_head, vocab_size=300, sequence_len=64))
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    return m.eval()
-
-
-def gpt2():
-    return GPT2(GPT2Config(vocab_size=300, sequence_len=64, n_layer=2, n_head=4, n_embd=64)).init_random(0).eval()
-
+from test_kv_cache import gpt, gpt2   # the same tiny models as the dynamic cache's tests
 
 MODELS = {"gpt": lambda: gpt(4), "gpt-gqa": lambda: gpt(2), "gpt2": gpt2}
 

@@ -216,13 +216,13 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizers, meta: dict, run
                             "torch_rng": torch.get_rng_state()}, f)
             except RuntimeError as e:       # torch's zip writer hides the cause: the writer kept it
                 raise (f.error or e) from None
-        _fsync(tmp / WEIGHTS)
+        fsync_path(tmp / WEIGHTS)
         current = final
         old = root / f".old-{final.name}"
         if final.exists():              # re-saving the same step (after a resume): replace it whole
             os.replace(final, old)
         os.replace(tmp, final)
-        _fsync(root)
+        fsync_path(root)
         shutil.rmtree(old, ignore_errors=True)
     except (OSError, RuntimeError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -261,7 +261,8 @@ class open_for_writing:
             self._f.close()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's entry to disk (an atomic write's rename survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 
 from gptlab import __version__
 from gptlab.checkpoints import LoadedModel, discover, load
+from gptlab.checkpoints.gptlab_run import fsync_path
 from gptlab.data import write_error
 from gptlab.errors import GptlabError
 from gptlab.export import hf_tokenizer
@@ -108,7 +109,7 @@ def export_hf(path: str, out: str | Path, *, fmt: str = "hf", force: bool = Fals
         (tmp / RECORD).write_text(json.dumps(record, indent=1) + "\n")
         for f in tmp.iterdir():
             current = f
-            _fsync(f)
+            fsync_path(f)
         current = out
         _replace(tmp, out)
     except OSError as e:
@@ -170,13 +171,6 @@ def _write_remote(loaded: LoadedModel, folder: Path, family: str, transformers_v
         shutil.copyfile(REMOTE / f"{kind}_{model_type}.py", folder / f"{kind}_{model_type}.py")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _replace(tmp: Path, out: Path) -> None:
     """Rename the finished folder into place; a folder already there is set aside first, removed after."""
@@ -190,4 +184,4 @@ def _replace(tmp: Path, out: Path) -> None:
             os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
-    _fsync(out.parent)
+    fsync_path(out.parent)
