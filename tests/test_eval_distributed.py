@@ -153,9 +153,9 @@ def test_sigkilled_rank_then_rerun_computes_only_what_is_missing(tiny_run, suite
     folder = journal.folder_of(db)
     proc = _torchrun(*_cli_args(tiny_run, db, suite), "--no-diagnose")
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None:   # until some rank has finished a sample batch
         lines = [p.read_bytes().count(b"\n") for p in folder.glob("*-rank1.jsonl")] if folder.exists() else []
-        if lines and lines[0] >= 2:
+        if lines and lines[0] >= 2 and _complete_units(folder)[0] > 0:
             break
         time.sleep(0.01)
     victims = [p for p in _children(proc.pid) if _rank_of(p) == "1"]
