@@ -16,6 +16,7 @@ or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human te
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 
 from gptlab.diagnose.registry import detector
@@ -28,7 +29,7 @@ INVENTED_SHARE_SHORT = 0.06   # ... making a larger share
 EVIDENCE_WORDS = 12
 
 _WORD = re.compile(r"(?<![\w.@/\\])[A-Za-z]{3,}(?:['’][A-Za-z]+)*(?![\w@/\\]|\.\w)")
-_STARTS = re.compile(r"(?:\A|[.!?]\s+|\n\s*)\Z")
+_SENTENCE_START = re.compile(r"(?:\A|[.!?]\s+|\n\s*)(?=[A-Z])")   # ends where a sentence or a line starts
 _SUFFIXES = ("'s", "s", "es", "ed", "d", "ing", "ly", "er", "ers", "est", "ness", "ment", "ments", "al", "ally")
 _PREFIXES = ("re", "pre", "un", "non", "semi", "multi", "sub", "super", "inter", "over", "under", "anti", "co",
              "de", "dis", "mis", "micro", "macro", "post", "pseudo", "self", "out", "counter", "trans", "mid")
@@ -58,11 +59,12 @@ def is_english(word: str) -> bool:
 def _checked(text: str, prompt_words: set[str]):
     """The words a reader could look up: lower-case words, and capitalised words that start a sentence or a
     line (elsewhere a capitalised word may be a name), that the prompt does not use."""
+    starts = {m.end() for m in _SENTENCE_START.finditer(text)}
     for m in _WORD.finditer(text):
         w = m.group()
         if w.lower() in prompt_words:
             continue
-        if w.islower() or (w[0].isupper() and w[1:].islower() and _STARTS.search(text, 0, m.start())):
+        if w.islower() or (w[0].isupper() and w[1:].islower() and m.start() in starts):
             yield w
 
 
@@ -71,7 +73,8 @@ def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
     checked = list(_checked(completion, prompt_words))
     invented = [w.lower() for w in checked if not is_english(w)]
-    distinct = sorted(dict.fromkeys(invented), key=lambda w: -invented.count(w))   # most used first, then in order
+    counts = Counter(invented)                      # in first-seen order
+    distinct = sorted(counts, key=lambda w: -counts[w])   # most used first, then in order
     share = len(invented) / len(checked) if checked else 0.0
     metrics = {"checked_words": len(checked), "invented_words": len(distinct), "invented_share": round(share, 3)}
     if (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE

@@ -54,8 +54,8 @@ def classify_line(raw: str, masked: str, language: str) -> str:
         return "prose"
     if language == "java" and re.search(r"[\w\]]\s*$", masked):
         return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
-    if _STATEMENT.match(raw) or _STATEMENT.match(masked) or own & {lang for lang, words in KEYWORDS.items()
-                                          if words.intersection(re.findall(r"[A-Za-z_]\w*", masked))}:
+    names = set(re.findall(r"[A-Za-z_]\w*", masked))
+    if _STATEMENT.match(raw) or _STATEMENT.match(masked) or any(KEYWORDS[lang] & names for lang in own):
         return "plain"   # a statement, or broken code that uses the language's own words
     return "junk"
 
