@@ -10,13 +10,14 @@ fraction of the completion's words inside copied runs of >= ECHO_MIN_RUN words.
 The failure: echo_words >= ECHO_WORDS_PROSE for prose, >= ECHO_WORDS_CODE for code probes, or a copy of
 (nearly) the whole prompt (>= WHOLE_PROMPT of its words, and >= WHOLE_PROMPT_MIN words) when the prompt is
 shorter than those thresholds: a one-sentence prompt repeated word for word is an echo; or a whole sentence
-of the prompt (ending in . ! or ?, >= ECHO_SENTENCE_WORDS words) copied word for word, even when it is short:
+of the prompt (capitalised, ending in . ! or ?, >= ECHO_SENTENCE_WORDS words) copied word for word, even when it is short:
 "The function does not take any additional arguments." (`echo_sentence_words`, the longest such sentence).
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 
 from gptlab.diagnose.registry import detector
 from gptlab.diagnose.text import clip, word_spans
@@ -64,11 +65,12 @@ def common_runs(prompt_words: list[str], completion_words: list[str], min_run: i
 def _sentences(prompt: str, p_spans) -> list[tuple[int, int]]:
     """Whole sentences of the prompt as word ranges [first, last + 1): they start with a capital letter, so the
     end of a sentence cut off at the prompt's start is not one."""
+    starts = [s for _, s, _ in p_spans]
     out = []
     for m in _SENTENCE.finditer(prompt):
-        inside = [i for i, (_, s, e) in enumerate(p_spans) if s >= m.start() and e <= m.end()]
-        if inside and p_spans[inside[0]][0][0].isupper():
-            out.append((inside[0], inside[-1] + 1))
+        first, end = bisect_left(starts, m.start()), bisect_left(starts, m.end())
+        if first < end and p_spans[first][0][0].isupper():
+            out.append((first, end))
     return out
 
 
