@@ -37,6 +37,8 @@ EVAL = ["--samples", "3", "--max-tokens", "6,12", "--batch-rows", "2", "--no-exe
 #   METHOD:N:after       SIGKILL right after the N-th call of Store.METHOD returned (committed)
 #   slow                 no kill; every put_samples transaction waits 0.4 s before COMMIT, so that a signal
 #                        from outside lands inside a unit
+#   hold                 no kill; the 2nd put_samples transaction, its rows written, creates the file named by
+#                        GPTLAB_TEST_HELD and waits there (up to 120 s) for a signal from outside
 DRIVER = r"""
 import os, signal, sys, time
 from contextlib import contextmanager
@@ -58,6 +60,9 @@ def transaction(self):
         yield db
         if method == "slow" and current["method"] == "put_samples":
             time.sleep(0.4)
+        if method == "hold" and current["method"] == "put_samples" and current["calls"]["put_samples"] == 2:
+            open(os.environ["GPTLAB_TEST_HELD"], "w").close()
+            time.sleep(120)
         if where == "inside" and current["method"] == method and current["calls"][method] == int(nth):
             die()
 Store.transaction = transaction
@@ -107,9 +112,9 @@ def run_eval(inputs, db, fault="none"):
                           text=True, timeout=300, env=_env(), check=False)
 
 
-def start_eval(inputs, db, fault="none"):
+def start_eval(inputs, db, fault="none", **env):
     return subprocess.Popen([sys.executable, "-c", DRIVER, fault, *_args(inputs, db)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+                            stderr=subprocess.PIPE, text=True, env=dict(_env(), **env))
 
 
 def snapshot(db) -> dict:
@@ -247,11 +252,15 @@ def test_sigkill_after_random_delays_then_rerun_equals_a_clean_run(inputs, tmp_p
 
 
 def test_sigint_exits_130_with_whole_units_then_rerun_equals_a_clean_run(inputs, tmp_path, clean):
-    """Ctrl-C while a batch's transaction is open: exit status 130, one line, the batch rolled back."""
+    """Ctrl-C while a batch's transaction is open: exit status 130, one line, the batch rolled back. The job
+    holds inside its second sample transaction until the signal comes, so the test does not race it."""
     db = tmp_path / "interrupted.sqlite"
-    proc = start_eval(inputs, db, "slow")
-    _wait_for(db, proc, "SELECT COUNT(*) FROM samples")
-    assert proc.poll() is None, proc.communicate()
+    held = tmp_path / "held"
+    proc = start_eval(inputs, db, "hold", GPTLAB_TEST_HELD=str(held))
+    deadline = time.monotonic() + 120
+    while not held.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert held.exists() and proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
