@@ -38,7 +38,8 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 
-SCHEMA_VERSION = 3      # v2: the samples key `samples_key` (NULL top_k/top_p count as one value); v3: benchmarks
+SCHEMA_VERSION = 4      # v2: the samples key `samples_key` (NULL top_k/top_p count as one value); v3: benchmarks;
+                        # v4: ladder_rungs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -71,6 +72,10 @@ CREATE TABLE IF NOT EXISTS benchmarks (
     weights_hash TEXT, task TEXT, task_version TEXT, num_fewshot INTEGER, doc_limit REAL, protocol TEXT,
     metrics_json TEXT, docs_json TEXT, n_docs INTEGER, lm_eval_version TEXT, created_at REAL,
     PRIMARY KEY (weights_hash, task, task_version, num_fewshot, doc_limit, protocol));
+CREATE TABLE IF NOT EXISTS ladder_rungs (
+    ladder TEXT, run TEXT, axis TEXT, value TEXT, position INTEGER, params INTEGER,
+    non_embedding_params INTEGER, tokens INTEGER, flops REAL, budget_json TEXT, updated_at REAL,
+    PRIMARY KEY (ladder, run));
 """
 # The samples key since v2. The table's UNIQUE above is v1's, kept so that a new and a migrated store have one
 # table definition; it lets rows with NULL top_k/top_p repeat, this index does not. Created after a v1 store's
@@ -128,7 +133,7 @@ class Store:
                 self.db.execute(statement)
             if version is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif version < SCHEMA_VERSION:             # v2 -> v3: SCHEMA above created the benchmarks table
+            elif version < SCHEMA_VERSION:             # v2/v3 -> v4: SCHEMA above created the new tables
                 if version < 2:                        # v1: merge the duplicate samples the old key let in
                     _migrate_v1(self.db)
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
@@ -358,6 +363,26 @@ class Store:
             return self.query(sql + order)
         marks = ",".join("?" * len(weights_hashes))
         return self.query(sql + f" WHERE b.weights_hash IN ({marks})" + order, tuple(weights_hashes))
+
+    # ------------------------------------------------------------------ ladders (gptlab ladder)
+
+    def put_ladder_rung(self, row: dict) -> None:
+        """One rung of a ladder: its run name (as in `runs` / `models.run`), the axis it varies and this rung's
+        value on it, its position (0 = smallest), parameter counts, planned training tokens and FLOPs, and the
+        budget it was given ({"tokens_per_param": 20} or {"flops": ...}). Replaces an older copy."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO ladder_rungs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (row["ladder"], row["run"], row["axis"], str(row["value"]), int(row["position"]),
+                             int(row["params"]), int(row["non_embedding_params"]), int(row["tokens"]),
+                             float(row["flops"]), json.dumps(row.get("budget", {})), time.time()))
+
+    def ladder_rungs(self, ladder: str | None = None) -> list[dict]:
+        """Rungs in ladder then position order (none in an older store opened read-only)."""
+        if not self._has_table("ladder_rungs"):
+            return []
+        if ladder is None:
+            return self.query("SELECT * FROM ladder_rungs ORDER BY ladder, position")
+        return self.query("SELECT * FROM ladder_rungs WHERE ladder=? ORDER BY position", (ladder,))
 
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() \

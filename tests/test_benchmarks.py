@@ -253,7 +253,7 @@ def test_a_v2_store_gains_the_benchmarks_table_and_readers_see_none(tmp_path):
     assert reader.benchmark_rows() == [] and reader.get_benchmark("w", "t", "1", 0, 0.0, "p") is None
     reader.close()
     writer = Store(db)
-    assert writer.query("SELECT value FROM meta WHERE key='schema_version'")[0]["value"] == str(SCHEMA_VERSION) == "3"
+    assert writer.query("SELECT value FROM meta WHERE key='schema_version'")[0]["value"] == str(SCHEMA_VERSION) == "4"
     assert writer.benchmark_rows() == []
     writer.close()
 

@@ -2,6 +2,7 @@
 is migrated on open (duplicates merged, their findings re-pointed or dropped); a newer store is refused;
 readers open a store on a read-only mount; a read-only store refuses writes in one line."""
 
+import json
 import os
 import shutil
 import sqlite3
@@ -277,3 +278,26 @@ def test_reports_read_a_store_on_a_read_only_mount(tmp_path):
         assert len(writer) == 1 and "read-only" in writer[0], r.stdout
         assert (tmp_path / f"report_{name}" / "index.html").is_file()
     assert sorted(os.listdir(src)) == listing                        # nothing created beside the store
+
+
+def test_ladder_rungs_round_trip_and_a_v3_store_gains_the_table(tmp_path):
+    db = tmp_path / "v3.sqlite"
+    Store(db).close()
+    c = sqlite3.connect(db)
+    c.execute("DROP TABLE ladder_rungs")
+    c.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    c.commit()
+    c.close()
+    reader = Store(db, readonly=True)
+    assert reader.ladder_rungs() == []                           # an older store read as it is
+    reader.close()
+    store = Store(db)
+    rung = dict(ladder="l", run="l-depth4", axis="model.depth", value=4, position=1, params=1000,
+                non_embedding_params=600, tokens=20000, flops=1.2e8, budget={"tokens_per_param": 20})
+    store.put_ladder_rung(rung)
+    store.put_ladder_rung(dict(rung, run="l-depth2", value=2, position=0))
+    store.put_ladder_rung(dict(rung, tokens=30000))              # the same (ladder, run) replaced
+    rows = store.ladder_rungs("l")
+    assert [(r["run"], r["value"], r["tokens"]) for r in rows] == [("l-depth2", "2", 20000), ("l-depth4", "4", 30000)]
+    assert json.loads(rows[0]["budget_json"]) == {"tokens_per_param": 20} and store.ladder_rungs("other") == []
+    store.close()
