@@ -4,12 +4,14 @@ which detector version's findings it reads.
     gptlab report runs/d12 --db results.sqlite              every checkpoint of the run
     gptlab report runs/d12/step_050000 --db results.sqlite  one checkpoint
     gptlab report d12 --db results.sqlite                   a run by its name in the store
+    gptlab report ladder-demo --db results.sqlite           every rung of a ladder (gptlab ladder)
     python -m pytest tests/test_report.py
 
 Each PATH is tried in this order, and the report covers the union of what they match:
 1. a run name in the store (`runs.run` or `models.run`): all checkpoints of that run;
 2. an existing file or folder: checkpoints whose stored path is that path or lies under it, plus all
-   checkpoints of a run whose stored run directory is that folder, or whose run name is the folder's name.
+   checkpoints of a run whose stored run directory is that folder, or whose run name is the folder's name;
+3. a ladder's name (`ladder_rungs.ladder`, written by `gptlab ladder`): all checkpoints of its rungs' runs.
 The run whose training log and config the report shows is the one most of the matched checkpoints belong to.
 An empty store gives an empty selection (the report then says what is missing); a PATH that matches
 nothing in a store that has results is an error naming the runs the store does have.
@@ -50,9 +52,16 @@ def select(store, targets: list[str]) -> Subject:
         raise GptlabError("report: give a run directory, a checkpoint or a run name")
     chosen: dict[str, dict] = {}
     named_runs: list[str] = []          # runs matched as a whole (by name or run directory)
+    ladders = {}
+    for r in store.ladder_rungs():
+        ladders.setdefault(r["ladder"], []).append(r["run"])
     for target in targets:
         hits = [m for m in models if m["run"] == target]
         run_hit = target in runs or bool(hits)
+        if not run_hit and target in ladders and not Path(target).expanduser().exists():
+            hits = [m for m in models if m["run"] in ladders[target]]
+            named_runs += ladders[target]
+            run_hit = True
         root = _resolve(target) if Path(target).expanduser().exists() else None
         if not run_hit and root is not None:
             dir_runs = {name for name, r in runs.items() if r["path"] and _resolve(r["path"]) == root}
@@ -75,7 +84,9 @@ def select(store, targets: list[str]) -> Subject:
     picked = sorted(chosen.values(), key=lambda m: (m["run"] or "", m["step"] is None, m["step"] or 0))
     counts = Counter(m["run"] for m in picked if m["run"])
     run = counts.most_common(1)[0][0] if counts else (named_runs[0] if named_runs else None)
-    if len(targets) == 1 and named_runs:
+    if len(targets) == 1 and targets[0] in ladders and len(named_runs) > 1:
+        label = f"ladder {targets[0]}"
+    elif len(targets) == 1 and named_runs:
         label = run
     elif len(picked) == 1:
         m = picked[0]
