@@ -12,7 +12,8 @@ compute-efficient model ladders"):
 
 by binomial maximum likelihood (Newton's method with step halving, in numpy; bpb centred inside the fit).
 Separation guard: a rung at k = 0 or k = n (which lets the likelihood run off to an infinite slope) counts
-as k + 0.5 of n + 1 (half a pseudo-count each way); other rungs enter as measured. Needs >= 3 rungs.
+as k + 0.5 of n + 1 (half a pseudo-count each way); other rungs enter as measured. Needs >= 3 rungs. n is a
+whole number of samples; k may be fractional (e.g. a sum of per-probe pass@k estimates).
 
 Uncertainty: each bootstrap replicate redraws every rung's k from Binomial(n, k / n) (resampling the rung's
 samples with replacement; the guarded rate at a k = 0 or k = n rung, so its count can move) and, when
@@ -164,8 +165,8 @@ def _counts(name: str, bpb, k, n, need: int = 3):
     bpb, k, n = points(name, bpb, k, n, need=need)
     if np.any(n <= 0) or np.any(k < 0) or np.any(k > n):
         raise GptlabError(f"{name}: every rung needs 0 <= k <= n and n > 0 samples")
-    if np.any(k != np.round(k)) or np.any(n != np.round(n)):
-        raise GptlabError(f"{name}: k and n must be whole counts of samples")
+    if np.any(n != np.round(n)):
+        raise GptlabError(f"{name}: n must be a whole number of samples per rung")
     if np.ptp(bpb) == 0:
         raise GptlabError(f"{name}: every rung has the same bpb; a fit needs at least 2 different values")
     return bpb, k, n
