@@ -1,5 +1,5 @@
 """The verdicts gptlab's measurements end in, as string enums: the convergence of a training curve, a probe
-domain's outcome, a claim's truth.
+domain's outcome, a claim's truth, where a model ladder says a capability threshold is crossed.
 
     gptlab report runs/demo --db results.sqlite          (convergence and domain verdicts)
     gptlab check examples/claims.toml --db results.sqlite (claim verdicts)
@@ -9,7 +9,7 @@ Each member's value is the word the report, the terminal tables and the store ha
 StrEnum member equals its string ("plateau" == Convergence.PLATEAU), formats as it and serialises to JSON as
 it, so code that still passes plain strings keeps working. The bottom layer: nothing from gptlab is imported.
 Who decides each: gptlab/stats/trend.py (Convergence), gptlab/diagnose/rollup.py (DomainVerdict),
-gptlab/compare/claims_verdict.py (ClaimVerdict).
+gptlab/compare/claims_verdict.py (ClaimVerdict), gptlab/stats/capability.py (Extrapolation).
 """
 
 from __future__ import annotations
@@ -42,4 +42,13 @@ class ClaimVerdict(enum.StrEnum):
     FALSE = "false"
 
 
-__all__ = ["ClaimVerdict", "Convergence", "DomainVerdict"]
+class Extrapolation(enum.StrEnum):
+    """Where a model ladder puts the size at which a rate crosses a threshold (gptlab/stats/capability.py's
+    `predict_crossing`)."""
+    MEASURED = "measured"                                # crossed inside the ladder's range, by the fit
+    PREDICTED = "predicted"                              # beyond the largest rung, within max_factor x it, bounded
+    BEYOND_RANGE = "beyond the ladder's range"           # too far out, or the interval is unbounded
+    NOT_REACHABLE = "not reachable"                      # needs a bpb below the irreducible E (most replicates)
+
+
+__all__ = ["ClaimVerdict", "Convergence", "DomainVerdict", "Extrapolation"]
