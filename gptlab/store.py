@@ -18,7 +18,9 @@ transaction: of each set of samples with one key the first row (lowest id) is ke
 to it for the detector versions it lacks and are dropped otherwise, then the duplicates are deleted. Version 3
 added the `benchmarks` table (lm-evaluation-harness scores, keyed by weights, task, task version, n-shot,
 document limit (0: all) and the adapter's protocol); a v2 store gains it when a writer opens it, and a reader
-of a v2 store sees no benchmark rows. A store from a newer gptlab is refused in one line.
+of a v2 store sees no benchmark rows. Version 4 added `ladder_rungs` (which runs form a `gptlab ladder`, and each
+rung's axis value, parameters, tokens and budget), the same way. The tables and migrations are in
+gptlab/store_schema.py. A store from a newer gptlab is refused in one line.
 
 Readers. `Store(path, readonly=True)` (report, compare --no-eval, check) never writes: it opens the file with
 SQLite's `mode=ro`, and, when that fails because the WAL index (-shm) cannot be created (a read-only folder or
@@ -37,52 +39,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.store_schema import (
+    SAMPLES_KEY_INDEX,
+    SCHEMA,
+    SCHEMA_VERSION,
+    duplicate_samples,
+    migrate_v1,
+    statements,
+)
 
-SCHEMA_VERSION = 4      # v2: the samples key `samples_key` (NULL top_k/top_p count as one value); v3: benchmarks;
-                        # v4: ladder_rungs
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS models (
-    weights_hash TEXT PRIMARY KEY, format TEXT, path TEXT, run TEXT, step INTEGER, family TEXT,
-    params INTEGER, vocab_size INTEGER, context INTEGER, tokens_seen INTEGER, tokenizer_hash TEXT,
-    config_json TEXT, meta_json TEXT, updated_at REAL);
-CREATE INDEX IF NOT EXISTS models_run ON models (run, step);
-CREATE TABLE IF NOT EXISTS runs (
-    run TEXT PRIMARY KEY, path TEXT, config_json TEXT, tokens_per_step INTEGER, updated_at REAL);
-CREATE TABLE IF NOT EXISTS train_metrics (
-    run TEXT, step INTEGER, tokens_seen INTEGER, train_loss REAL, lr REAL, tokens_per_s REAL, mfu REAL,
-    val_bpb REAL, val_json TEXT, PRIMARY KEY (run, step));
-CREATE TABLE IF NOT EXISTS bpb (
-    weights_hash TEXT, domain TEXT, data_hash TEXT, protocol TEXT,
-    bpb REAL, nll REAL, bytes INTEGER, tokens INTEGER, docs_json TEXT, created_at REAL,
-    PRIMARY KEY (weights_hash, domain, data_hash, protocol));
-CREATE TABLE IF NOT EXISTS probes (
-    probe_hash TEXT PRIMARY KEY, suite TEXT, suite_version TEXT, name TEXT, domain TEXT, language TEXT,
-    prompt TEXT, spec_json TEXT);
-CREATE TABLE IF NOT EXISTS samples (
-    id INTEGER PRIMARY KEY, weights_hash TEXT, probe_hash TEXT, temperature REAL, top_k INTEGER,
-    top_p REAL, seed INTEGER, sample_index INTEGER, max_tokens INTEGER, completion TEXT, n_tokens INTEGER,
-    created_at REAL,
-    UNIQUE (weights_hash, probe_hash, temperature, top_k, top_p, seed, sample_index, max_tokens));
-CREATE TABLE IF NOT EXISTS findings (
-    sample_id INTEGER REFERENCES samples(id), detector_version TEXT, failures_json TEXT, metrics_json TEXT,
-    evidence_json TEXT, passed INTEGER, created_at REAL, PRIMARY KEY (sample_id, detector_version));
-CREATE TABLE IF NOT EXISTS benchmarks (
-    weights_hash TEXT, task TEXT, task_version TEXT, num_fewshot INTEGER, doc_limit REAL, protocol TEXT,
-    metrics_json TEXT, docs_json TEXT, n_docs INTEGER, lm_eval_version TEXT, created_at REAL,
-    PRIMARY KEY (weights_hash, task, task_version, num_fewshot, doc_limit, protocol));
-CREATE TABLE IF NOT EXISTS ladder_rungs (
-    ladder TEXT, run TEXT, axis TEXT, value TEXT, position INTEGER, params INTEGER,
-    non_embedding_params INTEGER, tokens INTEGER, flops REAL, budget_json TEXT, updated_at REAL,
-    PRIMARY KEY (ladder, run));
-"""
-# The samples key since v2. The table's UNIQUE above is v1's, kept so that a new and a migrated store have one
-# table definition; it lets rows with NULL top_k/top_p repeat, this index does not. Created after a v1 store's
-# duplicates are merged (_migrate_v1).
-SAMPLE_KEY = "weights_hash, probe_hash, temperature, IFNULL(top_k, -1), IFNULL(top_p, -1), seed, sample_index, max_tokens"
-SAMPLES_KEY_INDEX = f"CREATE UNIQUE INDEX IF NOT EXISTS samples_key ON samples ({SAMPLE_KEY})"
-
+__all__ = ["SCHEMA_VERSION", "Store"]
 
 def _row(cur, values):
     return {d[0]: v for d, v in zip(cur.description, values)}
@@ -129,13 +95,13 @@ class Store:
             version = self._version()
             if version is not None and version > SCHEMA_VERSION:
                 raise self._newer(version)
-            for statement in _statements(SCHEMA):
+            for statement in statements(SCHEMA):
                 self.db.execute(statement)
             if version is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif version < SCHEMA_VERSION:             # v2/v3 -> v4: SCHEMA above created the new tables
                 if version < 2:                        # v1: merge the duplicate samples the old key let in
-                    _migrate_v1(self.db)
+                    migrate_v1(self.db)
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             self.db.execute(SAMPLES_KEY_INDEX)
 
@@ -160,7 +126,7 @@ class Store:
             raise GptlabError(f"{self.path}: not a gptlab results store (no schema version)")
         if version > SCHEMA_VERSION:
             raise self._newer(version)
-        if version < 2 and _duplicate_samples(self.db):
+        if version < 2 and duplicate_samples(self.db):
             raise GptlabError(f"{self.path}: written by an older gptlab (schema v{version}) and holds duplicate "
                               f"samples; any `gptlab eval ... --db {self.path}` migrates it (readers never write)")
 
@@ -389,25 +355,6 @@ class Store:
             is not None
 
 
-def _duplicate_samples(db) -> list[dict]:
-    """Sets of samples with one key (only a v1 store can hold them): {"keep": lowest id, "ids": "1,2,3"}."""
-    return db.execute(f"SELECT MIN(id) AS keep, GROUP_CONCAT(id) AS ids FROM samples GROUP BY {SAMPLE_KEY} "
-                      f"HAVING COUNT(*) > 1").fetchall()
-
-
-def _migrate_v1(db) -> int:
-    """v1 -> v2, inside the caller's transaction: keep the first row (lowest id) of each duplicate set; a
-    duplicate's findings move to it for the detector versions it lacks (lowest duplicate first) and are dropped
-    otherwise; then the duplicates go. Returns the number of rows removed."""
-    dups = sorted((int(i), g["keep"]) for g in _duplicate_samples(db) for i in g["ids"].split(",")
-                  if int(i) != g["keep"])
-    for dup, keep in dups:
-        db.execute("UPDATE OR IGNORE findings SET sample_id=? WHERE sample_id=?", (keep, dup))
-        db.execute("DELETE FROM findings WHERE sample_id=?", (dup,))
-        db.execute("DELETE FROM samples WHERE id=?", (dup,))
-    return len(dups)
-
-
 def _read_only_location(path: Path) -> bool:
     """Whether `path` (or, when it does not exist, its folder) cannot be written: a read-only mount or
     permission bits."""
@@ -418,7 +365,3 @@ def _read_only_location(path: Path) -> bool:
     except OSError:
         return False
     return not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
-
-
-def _statements(script: str):
-    return [s.strip() for s in script.split(";") if s.strip()]
