@@ -29,7 +29,12 @@ import numpy as np
 from gptlab.compare.measurements import ANY, Measurements, ModelRef
 from gptlab.errors import GptlabError
 from gptlab.stats import bootstrap as stats
-from gptlab.stats.capability import (fit_capability, leave_one_out_capability, predict_at, predict_crossing)
+from gptlab.stats.capability import (
+    fit_capability,
+    leave_one_out_capability,
+    predict_at,
+    predict_crossing,
+)
 from gptlab.stats.scaling import fit_loss_curve, leave_one_out
 
 MIN_RUNGS = 3

@@ -27,7 +27,17 @@ from gptlab.report.context import build_context
 from gptlab.report.html import page
 from gptlab.report.markdown import document
 from gptlab.report.render import write_pages
-from gptlab.report.sections import benchmarks, cards, convergence, diagnosis, length, recommend, run, summary
+from gptlab.report.sections import (
+    benchmarks,
+    cards,
+    convergence,
+    diagnosis,
+    ladder,
+    length,
+    recommend,
+    run,
+    summary,
+)
 from gptlab.report.sections.claims import claims_section
 
 SECTIONS = [
@@ -39,6 +49,7 @@ SECTIONS = [
     diagnosis.diagnosis_section,
     length.prompt_length_section,
     benchmarks.benchmarks_section,
+    ladder.ladder_section,
     cards.cards_section,
     recommend.recommendations_section,
 ]
