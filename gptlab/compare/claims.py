@@ -21,6 +21,10 @@ The file (schema version 1; every key below, any other is an error naming the cl
     left = { model = "code", metric = "bpb", group = "code" }
     right = { model = "prose", metric = "bpb", group = "code" }
 
+A measurement may instead name a `ladder` and a `size` (a prediction from `gptlab ladder`'s fits, e.g.
+`{ ladder = "ladder-demo", size = "4x", metric = "pass_at_k", probe = "code_add" }`; gptlab/compare/claims_ladder.py),
+and then [models] may be empty.
+
 Checks (`kind`): `less` / `greater` (left vs right measurement), `below` / `above` (left vs a number `value`),
 `order` (`models = [best, ..., worst]` on one `measure` table without `model`; `better = "lower"|"higher"`,
 default lower for bpb and failure rates, higher for pass@k). A measurement is a table with `model` and
@@ -52,6 +56,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gptlab.compare.claims_ladder import parse_ladder_measure
 from gptlab.compare.measurements import ANY
 from gptlab.diagnose import MODES
 from gptlab.errors import GptlabError
@@ -129,6 +134,8 @@ def _int(value, where, low=1) -> int:
 def _measure(raw, where, models, with_model=True) -> dict:
     if not isinstance(raw, dict):
         raise GptlabError(f"{where} must be a table like {{ model = \"A\", metric = \"bpb\" }}, got {shown_repr(raw)}")
+    if with_model and "ladder" in raw:
+        return parse_ladder_measure(raw, where)
     metric = raw.get("metric")
     if not isinstance(metric, str) or metric not in METRICS:
         raise GptlabError(f"{where}.metric must be one of {', '.join(METRICS)}, got {shown_repr(metric)}")
@@ -257,17 +264,20 @@ def parse_claims(text: str, where: str) -> ClaimsFile:
     if type(version) is not int or version != SCHEMA_VERSION:
         raise GptlabError(f"{where}: version must be {SCHEMA_VERSION} (the claims schema this gptlab reads), "
                           f"got {shown_repr(version)}")
-    models = raw.get("models")
-    if not isinstance(models, dict) or not models:
-        raise GptlabError(f"{where}: [models] must define at least one alias, e.g. A = \"runs/code_heavy\"")
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        raise GptlabError(f"{where}: [models] must be a table of aliases, e.g. A = \"runs/code_heavy\"")
     for alias, target in models.items():
         _str(target, f"{where}: [models] {shown(alias)}")
     claims = raw.get("claims")
     if not isinstance(claims, list) or not claims:
         raise GptlabError(f"{where}: no [[claims]]: nothing to check")
+    parsed = [_claim(c, i, models, where) for i, c in enumerate(claims)]
+    if not models and not any(uses_ladder(c.check) for c in parsed):
+        raise GptlabError(f"{where}: [models] must define at least one alias, e.g. A = \"runs/code_heavy\"")
     suite = raw.get("suite")
     temperature = raw.get("temperature")
-    return ClaimsFile(where, dict(models), [_claim(c, i, models, where) for i, c in enumerate(claims)],
+    return ClaimsFile(where, dict(models), parsed,
                       title=_str(raw["title"], f"{where}: title") if "title" in raw else "",
                       suite=None if suite is None else _str(suite, f"{where}: suite"),
                       temperature=None if temperature is None else _number(temperature, f"{where}: temperature"))
@@ -280,4 +290,8 @@ def load_claims(path: str | Path) -> ClaimsFile:
 def aliases_of(check: dict) -> list[str]:
     if check["kind"] == "order":
         return list(check["models"])
-    return [check["left"]["model"]] + ([check["right"]["model"]] if "right" in check else [])
+    return [check[side]["model"] for side in ("left", "right") if side in check and "model" in check[side]]
+
+
+def uses_ladder(check: dict) -> bool:
+    return any("ladder" in check.get(side, {}) for side in ("left", "right"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gptlab.compare.claims import VERDICTS, Claim, ClaimsFile, Result, aliases_of
+from gptlab.compare.claims_ladder import Ladders, Predicted
 from gptlab.compare.measurements import ANY, Measurements, pick, resolve
 from gptlab.errors import GptlabError
 from gptlab.stats import bootstrap as stats
@@ -94,12 +95,17 @@ def quantity(meas: Measurements, spec: dict, label: str) -> Quantity:
                     ("short", "long"))
 
 
+def _n(q) -> int:
+    return q.n if isinstance(q, Predicted) else min(u.n for _, u in q.terms)
+
+
 def difference(a: Quantity, b: Quantity, resamples, seed) -> stats.Interval:
-    """a - b: paired by unit when both are single measurements on the same units."""
+    """a - b: paired by unit when both are single measurements on the same units; a ladder's prediction is
+    independent of any measurement."""
     if len(a.terms) == 1 and len(b.terms) == 1:
         return stats.difference(a.terms[0][1], b.terms[0][1], resamples=resamples, seed=seed)
     reps = a.replicates(resamples, seed) - b.replicates(resamples, seed)
-    return stats.from_replicates(a.value() - b.value(), reps, min(u.n for _, u in a.terms + b.terms))
+    return stats.from_replicates(a.value() - b.value(), reps, min(_n(a), _n(b)))
 
 
 def verdict(d: stats.Interval, margins: dict[str, float]) -> ClaimVerdict:
@@ -135,15 +141,22 @@ def _pair(left: Quantity, right: Quantity, resamples, seed, kind) -> tuple[stats
                                                                       (f"{right.what} {right.model}", ri)]
 
 
-def judge_claim(claim: Claim, meas: Measurements, labels: dict[str, str], *, resamples: int, seed: int) -> Result:
+def _quantity(meas, ladders: Ladders | None, spec: dict, labels: dict[str, str]):
+    if "ladder" in spec:
+        return ladders.quantity(spec)
+    return quantity(meas, spec, labels[spec["model"]])
+
+
+def judge_claim(claim: Claim, meas: Measurements | None, labels: dict[str, str], *, resamples: int, seed: int,
+                ladders: Ladders | None = None) -> Result:
     c = claim.check
     kind = c["kind"]
     if kind in ("less", "greater"):
-        left = quantity(meas, c["left"], labels[c["left"]["model"]])
-        right = quantity(meas, c["right"], labels[c["right"]["model"]])
+        left = _quantity(meas, ladders, c["left"], labels)
+        right = _quantity(meas, ladders, c["right"], labels)
         d, evidence, parts = _pair(left, right, resamples, seed, kind)
     elif kind in ("above", "below"):
-        left = quantity(meas, c["left"], labels[c["left"]["model"]])
+        left = _quantity(meas, ladders, c["left"], labels)
         li = left.interval(resamples, seed)
         v = c["value"]
         d = stats.Interval(li.value - v, li.low - v, li.high - v, li.n) if kind == "above" else \
@@ -186,11 +199,12 @@ def check(cf: ClaimsFile, store, *, resamples: int = stats.RESAMPLES, seed: int 
     except GptlabError as e:
         raise GptlabError(f"{cf.path}: [models]: {e}") from None
     labels = {a: r.label for a, r in zip(aliases, refs)}
-    meas = Measurements(store, refs, suite=cf.suite, temperature=cf.temperature)
+    meas = Measurements(store, refs, suite=cf.suite, temperature=cf.temperature) if refs else None
+    ladders = Ladders(store, resamples, seed)
     out = []
     for c in cf.claims:
         try:
-            out.append(judge_claim(c, meas, labels, resamples=resamples, seed=seed))
+            out.append(judge_claim(c, meas, labels, resamples=resamples, seed=seed, ladders=ladders))
         except GptlabError as e:
             short = c.statement if len(c.statement) <= 60 else c.statement[:57] + "..."
             raise GptlabError(f"{cf.path}: claim {c.index + 1} ('{short}'): {e}") from None
