@@ -12,26 +12,30 @@ multiplier of update i (gptlab/schedule.py, peak 1) and s the number of updates 
     S2(s) = sum_{i<=s} m_i,  m_i = lam * m_{i-1} + max(eta_{i-1} - eta_i, 0),  m_0 = 0, eta_0 = eta_1
 
 S2 is the annealing area: each fall of the rate adds to a momentum that keeps lowering the loss for about
-1/(1 - lam) steps. The paper fits lam = 0.999 on runs of tens of thousands of steps; gptlab's runs are a few
-hundred to a few thousand steps, where 0.999 would carry a warmdown's effect past the run's end, so LAMBDA =
-0.99 (a memory of ~100 steps, a fraction of a warmdown of 20-60% of such a run). A rising rate (warmup)
-adds forward area but no annealing area (the rises are clipped to 0; the paper leaves warmup out of S2).
+1/(1 - lam) steps. A rising rate (warmup) adds forward area but no annealing area (the rises are clipped to 0;
+the paper leaves warmup out of S2). lam: the paper fixes 0.999 (a memory of ~1000 steps) on runs of tens of
+thousands of steps. gptlab's runs are a few hundred to a few thousand steps, where such a memory is as long
+as the whole warmdown and would carry its effect past the run's end; on a demo run (bench/
+schedule_fit_check.py, docs/convergence.md) the fit's own error fell steadily from lam 0.999 to 0.5. So lam
+is fitted too, from LAMBDAS = 0.5 ... 0.999 (memories of 2 to 1000 steps), by the same least squares.
 
-The fit, numpy only: for each alpha on a log grid (0.02-3, then two finer grids around the best alpha),
-(L0, A, C) solve least squares with L0 >= 0 (an entropy floor), A >= 0 (more area never hurts) and C >= 0
-(annealing lowers the loss) — exactly, by solving every subset of free coefficients and keeping the best
-feasible one (three coefficients: seven subsets). The smallest squared error over alpha wins. S1 and S2 are
-scaled by their values at the last fitted point inside the fit; the coefficients are reported unscaled.
+The fit, numpy only: for each lam in LAMBDAS and each alpha on a log grid (0.02-3, then two finer grids
+around the best alpha), (L0, A, C) solve least squares with L0 >= 0 (an entropy floor), A >= 0 (more area
+never hurts) and C >= 0 (annealing lowers the loss) — exactly, by solving every subset of free coefficients
+and keeping the best feasible one (three coefficients: seven subsets). The smallest squared error over
+(lam, alpha) wins. S1 and S2 are scaled by their values at the last fitted point inside the fit; the
+coefficients are reported unscaled.
 
 Identifiability: C is only seen once the fitted points include annealing, so `fit_schedule_law` asks for
 >= MIN_POINTS val points of which >= 2 lie after the warmdown began, and returns a reason otherwise.
 
 Intervals: a residual bootstrap, B = BOOTSTRAP resamples drawn with numpy's default_rng(SEED) (deterministic):
-the fitted curve plus residuals resampled with replacement, inflated by sqrt(n / (n - 4)) for the four fitted
-numbers; each resample is refitted; 95% percentile intervals for the parameters, the predicted final bpb of
-this run, of a run `factor` times as long with the same schedule shape (`Schedule.longer`: warmup steps as
-before, same warmdown fraction), of that longer run at constant rate (no warmdown), and for the gain (this
-run's end minus the longer run's, paired within each resample).
+the fitted curve plus residuals resampled with replacement, inflated by sqrt(n / (n - 5)) for the five fitted
+numbers; each resample is refitted (lam from LAMBDAS again; alpha on one fine grid, 320 points); 95%
+percentile intervals for the parameters, the predicted final bpb of this run, of a run `factor` times as
+long with the same schedule shape (`Schedule.longer`: warmup steps as before, same warmdown fraction), of
+that longer run at constant rate (no warmdown), and for the gain (this run's end minus the longer run's,
+paired within each resample). The verdict built on them: gptlab/stats/trend.py.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import numpy as np
 
 from gptlab.schedule import Schedule
 
-LAMBDA = 0.99
+LAMBDAS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 MIN_POINTS = 5
 MIN_ANNEALED = 2
 BOOTSTRAP = 200
@@ -55,7 +59,7 @@ BOOT_GRID = np.geomspace(0.02, 3.0, 320)       # the resamples' alphas: one fine
 SUBSETS = [s for k in (1, 2, 3) for s in combinations(range(3), k)]
 
 
-def areas(multipliers, lam: float = LAMBDA) -> tuple[np.ndarray, np.ndarray]:
+def areas(multipliers, lam: float) -> tuple[np.ndarray, np.ndarray]:
     """(S1, S2) after 1 .. len(multipliers) updates; entry k-1 belongs to s = k updates done."""
     eta = np.asarray(multipliers, dtype=float)
     drops = np.maximum(np.concatenate([[0.0], eta[:-1] - eta[1:]]), 0.0) if len(eta) else eta
@@ -67,46 +71,8 @@ def areas(multipliers, lam: float = LAMBDA) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(eta), np.cumsum(m)
 
 
-def _solve(cols: np.ndarray, y: np.ndarray):
-    """Non-negative least squares y ~ cols @ coef for a batch: cols (g, n, 3) -> coef (g, 3), sse (g,)."""
-    g = cols.shape[0]
-    best_sse = np.full(g, float(y @ y))
-    best = np.zeros((g, 3))
-    for s in SUBSETS:
-        x = cols[:, :, s]                                            # (g, n, k)
-        gram = np.einsum("gni,gnj->gij", x, x)
-        gram += np.eye(len(s)) * (1e-12 * np.trace(gram, axis1=1, axis2=2))[:, None, None]
-        rhs = np.einsum("gni,n->gi", x, y)
-        try:
-            coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            continue
-        r = y - np.einsum("gni,gi->gn", x, coef)
-        sse = np.einsum("gn,gn->g", r, r)
-        ok = np.all(coef >= 0, axis=1) & (sse < best_sse) & np.all(np.isfinite(coef), axis=1)
-        best_sse = np.where(ok, sse, best_sse)
-        full = np.zeros((g, 3))
-        full[:, s] = coef
-        best = np.where(ok[:, None], full, best)
-    return best, best_sse
-
-
-def _fit(u: np.ndarray, v: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(L0, A_scaled, C_scaled, alpha, sse) for y ~ L0 + A u^-alpha - C v, over a grid of alpha refined twice."""
-    alphas = ALPHA_GRID
-    logu = np.log(u)
-    for _ in range(3):
-        cols = np.stack([np.ones((len(alphas), len(u))), np.exp(-np.outer(alphas, logu)),
-                         np.broadcast_to(-v, (len(alphas), len(u)))], axis=2)
-        coef, sse = _solve(cols, y)
-        i = int(np.argmin(sse))
-        best = (float(coef[i, 0]), float(coef[i, 1]), float(coef[i, 2]), float(alphas[i]), float(sse[i]))
-        alphas = np.linspace(alphas[max(i - 1, 0)], alphas[min(i + 1, len(alphas) - 1)], 25)
-    return best
-
-
 def _fit_many(u: np.ndarray, v: np.ndarray, ys: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """The same fit for many curves at once, ys (n, B), on one grid of alpha: rows (L0, A_s, C_s, alpha)."""
+    """The same fit for many curves at once, ys (n, B), on one grid of alpha: rows (L0, A_s, C_s, alpha, sse)."""
     g, b = len(alphas), ys.shape[1]
     cols = np.stack([np.ones((g, len(u))), np.exp(-np.outer(alphas, np.log(u))),
                      np.broadcast_to(-v, (g, len(u)))], axis=2)                     # (g, n, 3)
@@ -130,7 +96,17 @@ def _fit_many(u: np.ndarray, v: np.ndarray, ys: np.ndarray, alphas: np.ndarray) 
         best = np.where(ok[:, None, :], full, best)
     i = np.argmin(best_sse, axis=0)                                                  # per curve
     coef = best[i, :, np.arange(b)]                                                  # (b, 3)
-    return np.column_stack([coef, alphas[i]])
+    return np.column_stack([coef, alphas[i], best_sse[i, np.arange(b)]])
+
+
+def _fit(u: np.ndarray, v: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(L0, A_scaled, C_scaled, alpha, sse) for y ~ L0 + A u^-alpha - C v, over a grid of alpha refined twice."""
+    alphas = ALPHA_GRID
+    for _ in range(3):
+        best = _fit_many(u, v, y[:, None], alphas)[0]
+        i = int(np.searchsorted(alphas, best[3]))
+        alphas = np.linspace(alphas[max(i - 1, 0)], alphas[min(i + 1, len(alphas) - 1)], 25)
+    return tuple(float(x) for x in best)
 
 
 @dataclass
@@ -172,18 +148,27 @@ class ScheduleLaw:
         return self.C * float(areas(self.schedule.multipliers(), self.lam)[1][-1])
 
 
-def _design(schedule: Schedule, steps: np.ndarray, lam: float):
-    s1, s2 = areas(schedule.multipliers(max(int(steps.max()), schedule.steps)), lam)
-    return s1[steps - 1], s2[steps - 1]
+class _Design:
+    """One lambda's scaled areas at the fitted points, and the (S1, S2) at the end of this run, of the longer
+    run and of the longer run at constant rate."""
 
+    def __init__(self, schedule: Schedule, steps: np.ndarray, lam: float, factor: float):
+        s1, s2 = areas(schedule.multipliers(max(int(steps.max()), schedule.steps)), lam)
+        s1, s2 = s1[steps - 1], s2[steps - 1]
+        self.lam, self.r1, self.r2 = lam, float(s1[-1]), max(float(s2.max()), 1e-12)
+        self.u, self.v = s1 / self.r1, s2 / self.r2
+        self.ends = []
+        for sch in (schedule, schedule.longer(factor), schedule.longer(factor).constant()):
+            e1, e2 = areas(sch.multipliers(), lam)
+            self.ends.append((float(e1[-1]) / self.r1, float(e2[-1]) / self.r2))
 
-def _ends(schedule: Schedule, factor: float, lam: float):
-    """(S1, S2) at the end of: this run, the longer run, the longer run at constant rate."""
-    out = []
-    for sch in (schedule, schedule.longer(factor), schedule.longer(factor).constant()):
-        s1, s2 = areas(sch.multipliers(), lam)
-        out.append((float(s1[-1]), float(s2[-1])))
-    return out
+    def predict(self, L0, As, Cs, alpha) -> list:
+        """bpb at the three ends (works on arrays of coefficients as well)."""
+        return [L0 + As * e1 ** -alpha - Cs * e2 for e1, e2 in self.ends]
+
+    def unscaled(self, L0, As, Cs, alpha) -> list:
+        """(L0, A, C, alpha) for S1 and S2 in steps."""
+        return [L0, As * self.r1 ** alpha, Cs / self.r2, alpha]
 
 
 def why_not(steps, schedule: Schedule | None) -> str | None:
@@ -202,10 +187,10 @@ def why_not(steps, schedule: Schedule | None) -> str | None:
     return None
 
 
-def fit_schedule_law(steps, y, schedule: Schedule | None, *, lam: float = LAMBDA, factor: float = FACTOR,
+def fit_schedule_law(steps, y, schedule: Schedule | None, *, lam: float | None = None, factor: float = FACTOR,
                      bootstrap: int = BOOTSTRAP, seed: int = SEED) -> tuple[ScheduleLaw | None, str | None]:
     """The law fitted to val bpb `y` measured after `steps` updates of a run with `schedule`:
-    (law, None), or (None, the reason it could not be fitted)."""
+    (law, None), or (None, the reason it could not be fitted). `lam` fixes lambda (default: fitted on LAMBDAS)."""
     pts = sorted((int(s), float(v)) for s, v in zip(steps, y)
                  if s is not None and s > 0 and v is not None and math.isfinite(v))
     reason = why_not([s for s, _ in pts], schedule)
@@ -213,28 +198,28 @@ def fit_schedule_law(steps, y, schedule: Schedule | None, *, lam: float = LAMBDA
         return None, reason
     st = np.array([s for s, _ in pts])
     yv = np.array([v for _, v in pts])
-    s1, s2 = _design(schedule, st, lam)
-    r1, r2 = float(s1[-1]), max(float(s2.max()), 1e-12)
-    u, v = s1 / r1, s2 / r2
-    L0, As, Cs, alpha, sse = _fit(u, v, yv)
-    ends = _ends(schedule, factor, lam)
-
-    def predict(L0, As, Cs, alpha):
-        return [L0 + As * (e1 / r1) ** -alpha - Cs * e2 / r2 for e1, e2 in ends]
-
-    fitted = L0 + As * u ** -alpha - Cs * v
-    law = ScheduleLaw(L0=L0, A=As * r1 ** alpha, C=Cs / r2, alpha=alpha, lam=lam, schedule=schedule,
-                      steps=[int(s) for s in st], rmse=math.sqrt(sse / len(st)), factor=factor)
-    law.final, law.longer, law.constant = predict(L0, As, Cs, alpha)
-    n = len(st)
-    resid = (yv - fitted) * math.sqrt(n / max(n - 4, 1))
+    designs = [_Design(schedule, st, lm, factor) for lm in ((lam,) if lam is not None else LAMBDAS)]
+    fits = [_fit(d.u, d.v, yv) for d in designs]
+    k = min(range(len(fits)), key=lambda j: fits[j][4])                  # the first of equals: the smaller lambda
+    d, (L0, As, Cs, alpha, sse) = designs[k], fits[k]
+    fitted = L0 + As * d.u ** -alpha - Cs * d.v
+    law = ScheduleLaw(*d.unscaled(L0, As, Cs, alpha), lam=d.lam, schedule=schedule, steps=[int(s) for s in st],
+                      rmse=math.sqrt(sse / len(st)), factor=factor)
+    law.final, law.longer, law.constant = d.predict(L0, As, Cs, alpha)
+    n, free = len(st), 4 + (len(designs) > 1)
+    resid = (yv - fitted) * math.sqrt(n / max(n - free, 1))
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         ys = fitted[:, None] + resid[rng.integers(0, n, size=(n, bootstrap))]
-        b = _fit_many(u, v, ys, np.union1d(BOOT_GRID, [alpha])).T                    # (4, B)
-        p = predict(*b)
-        draws = np.column_stack([b[0], b[1] * r1 ** b[3], b[2] / r2, b[3], *p, p[0] - p[1]])
-        lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
-        names = ["L0", "A", "C", "alpha", "final", "longer", "constant", "gain"]
+        per_lam = []
+        for j, dj in enumerate(designs):
+            b = _fit_many(dj.u, dj.v, ys, np.union1d(BOOT_GRID, [fits[j][3]])).T     # (5, B)
+            p = dj.predict(*b[:4])
+            per_lam.append(np.column_stack([*dj.unscaled(*b[:4]), np.full(bootstrap, dj.lam), *p, p[0] - p[1],
+                                            b[4]]))
+        stack = np.stack(per_lam)                                                    # (lambdas, B, 10)
+        draws = stack[np.argmin(stack[:, :, -1], axis=0), np.arange(bootstrap)]      # each resample's best lambda
+        lo, hi = np.percentile(draws[:, :-1], [2.5, 97.5], axis=0)
+        names = ["L0", "A", "C", "alpha", "lambda", "final", "longer", "constant", "gain"]
         law.intervals = {k: (float(a), float(b)) for k, a, b in zip(names, lo, hi)}
     return law, None

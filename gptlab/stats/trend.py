@@ -269,10 +269,11 @@ def _with_schedule(t: Trend, steps, schedule: Schedule | None, rel_tol: float) -
         head = (f"unclear: a run 2x as long with the same schedule would end {law.gain:.4f} bpb lower, but its "
                 f"95% interval ({lo:+.4f} to {hi:+.4f}) reaches within the {tol:.4f} tolerance")
     c_lo, c_hi = law.intervals.get("constant", (law.constant, law.constant))
-    words = (f"{head}; the schedule-aware law L = L0 + A*S1^-alpha - C*S2 (L0 {law.L0:.4f}, alpha {law.alpha:.3f}, "
-             f"rmse {law.rmse:.4f} over {law.n} points) credits {law.annealing_drop():.4f} bpb of this run's "
-             f"end to the warmdown's annealing and expects {law.final:.4f} at its end, {law.longer:.4f} at 2x "
-             f"the steps, {law.constant:.4f} ({c_lo:.4f} to {c_hi:.4f}) at 2x kept at the peak rate")
+    words = (f"{head}; the schedule-aware law L = L0 + A*S1^-alpha - C*S2 (L0 {law.L0:.4f}, alpha "
+             f"{law.alpha:.3f}, lambda {law.lam:g}, rmse {law.rmse:.4f} over {law.n} points) credits "
+             f"{law.annealing_drop():.4f} bpb of this run's end to the warmdown's annealing and expects "
+             f"{law.final:.4f} at its end, {law.longer:.4f} at 2x the steps, {law.constant:.4f} ({c_lo:.4f} to "
+             f"{c_hi:.4f}) at 2x kept at the peak rate")
     if t.verdict != verdict:
         words += f" (the plain slope rule alone says {t.verdict})"
     t.verdict, t.converged, t.sentence, t.law = verdict, converged, words, law

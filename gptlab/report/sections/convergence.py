@@ -85,8 +85,9 @@ def law_rows(law) -> list[list[str]]:
     s = law.schedule
     longer = s.longer(law.factor)
     return [["schedule-aware law L = L0 + A·S1^-α − C·S2 (Tissue et al. 2024; S1 = Σ lr multiplier, S2 = "
-             f"annealing area, λ = {law.lam})",
+             "annealing area with momentum λ)",
              f"L0 = {val('L0', law.L0)}, A = {val('A', law.A, 3)}, α = {val('alpha', law.alpha, 3)}, "
+             f"λ = {val('lambda', law.lam, 3)}, "
              f"C = {iv.get('C', (law.C,))[0]:.3g} – {iv.get('C', (law.C, law.C))[1]:.3g} (fit {law.C:.3g}); "
              f"rmse {law.rmse:.4f} over {law.n} points; intervals: 95%, residual bootstrap"],
             [f"schedule: {s.steps:,} steps, warmup {s.warmup_steps}, warmdown {s.warmdown_frac:.0%} to "
