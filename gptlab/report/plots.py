@@ -25,6 +25,7 @@ from gptlab.report.blocks import human
 COLORS = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7d8c", "#6e7781",
           "#fb8500", "#3a0ca3"]
 SMOOTH_MIN_POINTS = 40
+LAW_COLOR = "#953800"           # the schedule-aware fit: a colour no domain line uses
 CLASS_COLORS = {"low": "#1a7f37", "middle": "#9a6700", "high": "#cf222e"}
 
 
@@ -112,9 +113,9 @@ def _law_lines(ax, law, curve) -> None:
     for sch, style, label in ((law.schedule, "-", "schedule-aware fit"),
                               (longer, ":", f"same schedule, {law.factor:g}x steps")):
         steps = np.arange(first, sch.steps + 1)
-        ax.plot(steps * per_step, law(steps, sch), color="#1f2328", linestyle=style, linewidth=1, label=label)
+        ax.plot(steps * per_step, law(steps, sch), color=LAW_COLOR, linestyle=style, linewidth=1.4, label=label)
     end = longer.steps * per_step
-    ax.plot([end], [law.longer], marker="D", color="#1f2328", markersize=6)
+    ax.plot([end], [law.longer], marker="D", color=LAW_COLOR, markersize=6)
     ax.annotate(f"{law.factor:g}x: {law.longer:.3f}", (end, law.longer), textcoords="offset points",
                 xytext=(-8, 8), ha="right", fontsize=9)
 
