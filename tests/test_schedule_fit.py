@@ -175,6 +175,7 @@ def test_no_schedule_no_warmdown_or_no_annealed_points_fall_back():
     early = STEPS[STEPS <= 240]                         # the run so far has not reached its warmdown
     law, why = fit_schedule_law(early, y[early - 1], WSD)
     assert law is None and "warmdown" in why
+    assert "past the 400 steps" in why_not(np.arange(50, 451, 50), WSD)    # the config is not this run's
     t = trend(early * 1.0, y[early - 1], steps=early, schedule=None, use_schedule=True)
     assert t.law is None and "no learning-rate schedule" in t.law_note
 

@@ -153,7 +153,7 @@ class _Design:
     run and of the longer run at constant rate."""
 
     def __init__(self, schedule: Schedule, steps: np.ndarray, lam: float, factor: float):
-        s1, s2 = areas(schedule.multipliers(max(int(steps.max()), schedule.steps)), lam)
+        s1, s2 = areas(schedule.multipliers(), lam)                 # why_not: no point is past the schedule
         s1, s2 = s1[steps - 1], s2[steps - 1]
         self.lam, self.r1, self.r2 = lam, float(s1[-1]), max(float(s2.max()), 1e-12)
         self.u, self.v = s1 / self.r1, s2 / self.r2
@@ -180,6 +180,9 @@ def why_not(steps, schedule: Schedule | None) -> str | None:
     steps = [s for s in steps if s is not None and s > 0]
     if len(steps) < MIN_POINTS:
         return f"it needs at least {MIN_POINTS} val points after step 0, the curve has {len(steps)}"
+    if max(steps) > schedule.steps:
+        return (f"val points run past the {schedule.steps:,} steps the stored config names (step "
+                f"{max(steps):,}), so the schedule does not describe the run")
     start = schedule.steps - schedule.warmdown_steps
     if sum(s > start for s in steps) < MIN_ANNEALED:
         return (f"fewer than {MIN_ANNEALED} val points lie in the warmdown (after step {start}), so the "
