@@ -4,10 +4,12 @@
     python -m pytest tests/test_report.py
 
 Convergence restates gptlab/stats/trend.py's measurements (recent slope with its standard error, the
-plateau rule, the power law and its projection at 2x tokens). The meaning section turns each domain's bpb
-into per-byte perplexity 2^bpb and bits per token (bpb x bytes / tokens of that domain's val text), and
-sorts domains into entropy classes relative to the pooled bpb: below 0.9x is low entropy (formulaic text
-the model predicts well), above 1.1x high entropy, in between middle.
+plateau rule, the power law and its projection at 2x tokens) and, when the run's stored config gives its
+learning-rate schedule, gptlab/stats/schedule_fit.py's law with its intervals: this run's predicted end, a
+run 2x as long with the same schedule, and that run at constant rate (tests/test_schedule_fit.py). The
+meaning section turns each domain's bpb into per-byte perplexity 2^bpb and bits per token (bpb x bytes /
+tokens of that domain's val text), and sorts domains into entropy classes relative to the pooled bpb: below
+0.9x is low entropy (formulaic text the model predicts well), above 1.1x high entropy, in between middle.
 """
 
 from __future__ import annotations
@@ -78,18 +80,17 @@ def law_rows(law) -> list[list[str]]:
     """The schedule-aware fit's numbers, each with its 95% bootstrap interval."""
     iv = law.intervals
 
-    def val(key: str, value: float, digits: int = 4) -> str:
+    def val(key: str, value: float, spec: str = ".4f") -> str:
         lo, hi = iv.get(key, (value, value))
-        return f"{value:.{digits}f} ({lo:.{digits}f} – {hi:.{digits}f})"
+        return f"{value:{spec}} ({lo:{spec}} – {hi:{spec}})"
 
     s = law.schedule
     longer = s.longer(law.factor)
     return [["schedule-aware law L = L0 + A·S1^-α − C·S2 (Tissue et al. 2024; S1 = Σ lr multiplier, S2 = "
              "annealing area with momentum λ)",
-             f"L0 = {val('L0', law.L0)}, A = {val('A', law.A, 3)}, α = {val('alpha', law.alpha, 3)}, "
-             f"λ = {val('lambda', law.lam, 3)}, "
-             f"C = {iv.get('C', (law.C,))[0]:.3g} – {iv.get('C', (law.C, law.C))[1]:.3g} (fit {law.C:.3g}); "
-             f"rmse {law.rmse:.4f} over {law.n} points; intervals: 95%, residual bootstrap"],
+             f"L0 = {val('L0', law.L0)}, A = {val('A', law.A, '.3f')}, α = {val('alpha', law.alpha, '.3f')}, "
+             f"λ = {val('lambda', law.lam, '.3f')}, C = {val('C', law.C, '.3g')}; rmse {law.rmse:.4f} over "
+             f"{law.n} points; intervals: 95%, residual bootstrap"],
             [f"schedule: {s.steps:,} steps, warmup {s.warmup_steps}, warmdown {s.warmdown_frac:.0%} to "
              f"{s.final_lr_frac:g} of the peak", f"annealing credited at the end: {law.annealing_drop():.4f} bpb"],
             [f"predicted bpb at this run's end (step {s.steps:,})", val("final", law.final)],
