@@ -8,11 +8,15 @@ semi-orthogonal matrix to its Nesterov momentum, found with five iterations of a
 whose coefficients (3.4445, -4.7750, 2.0315) push every singular value towards 1 quickly. The update is scaled
 by sqrt(max(1, rows/cols)) so tall and wide matrices move alike. Embedding and output head are not matrices
 in that sense (one row per token) and keep AdamW; their learning rates scale as (width/768)^-0.5.
+The schedule's arithmetic (`lr_multiplier`) lives in gptlab/schedule.py, torch-free, so the report can rebuild
+the rates a run used.
 """
 
 from __future__ import annotations
 
 import torch
+
+from gptlab.schedule import lr_multiplier
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
@@ -70,17 +74,6 @@ def build_optimizers(model, tc) -> list[torch.optim.Optimizer]:
         for g in opt.param_groups:
             g["initial_lr"] = g["lr"]
     return opts
-
-
-def lr_multiplier(step: int, tc) -> float:
-    """Linear warmup, constant, then linear warmdown over the last warmdown_frac of steps to final_lr_frac."""
-    if step < tc.warmup_steps:
-        return (step + 1) / tc.warmup_steps
-    warmdown = round(tc.warmdown_frac * tc.steps)
-    if warmdown <= 0 or step <= tc.steps - warmdown:
-        return 1.0
-    progress = (tc.steps - step) / warmdown
-    return progress + (1 - progress) * tc.final_lr_frac
 
 
 def muon_momentum(step: int) -> float:

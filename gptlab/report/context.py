@@ -9,6 +9,9 @@ format. Two curves can exist for a run, and the report uses the one with more po
   * "gptlab eval": bpb measured by `gptlab eval` on each stored checkpoint, per domain; the overall value
     pools every domain's val bytes: sum(bpb_d * bytes_d) / sum(bytes_d);
   * "training log": the val bpb the trainer logged (metrics.jsonl, imported with the run).
+The verdict is schedule-aware (gptlab/stats/schedule_fit.py) when the run's stored config (`runs.config_json`,
+its `train` table) names the schedule: `Context.schedule` rebuilds the per-step learning-rate multiplier
+with gptlab/schedule.py, the function the optimizer ran (the logged `lr` column is only every log_every steps).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from functools import cached_property
 
 from gptlab.compare.select import Subject, detector_version
 from gptlab.report.failure_summary import FailureSummary, summarise_failures
+from gptlab.schedule import Schedule
 from gptlab.stats.trend import Trend, trend
 
 
@@ -50,6 +54,11 @@ class Context:
     @cached_property
     def diagnosis(self) -> FailureSummary:
         return summarise_failures(self.samples)
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The run's learning-rate schedule, rebuilt from its stored config (None when the config lacks it)."""
+        return Schedule.from_config(self.run_config)
 
     @property
     def models(self) -> list[dict]:
@@ -182,8 +191,10 @@ def build_context(store, subject: Subject) -> Context:
     curves = _curves(ctx)
     if curves:
         ctx.curve = max(curves, key=lambda c: sum(v is not None for v in c.overall))   # first wins ties
-        ctx.trend = trend(ctx.curve.x, ctx.curve.overall, unit=ctx.curve.unit)
-        ctx.domain_trends = {d: trend(ctx.curve.x, ys, unit=ctx.curve.unit) for d, ys in ctx.curve.domains.items()}
+        sched = dict(steps=ctx.curve.steps, schedule=ctx.schedule, use_schedule=True)
+        ctx.trend = trend(ctx.curve.x, ctx.curve.overall, unit=ctx.curve.unit, **sched)
+        ctx.domain_trends = {d: trend(ctx.curve.x, ys, unit=ctx.curve.unit, **sched)
+                             for d, ys in ctx.curve.domains.items()}
     else:
         ctx.trend = trend([], [])
     return ctx

@@ -25,6 +25,7 @@ from gptlab.report.blocks import human
 COLORS = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7d8c", "#6e7781",
           "#fb8500", "#3a0ca3"]
 SMOOTH_MIN_POINTS = 40
+LAW_COLOR = "#953800"           # the schedule-aware fit: a colour no domain line uses
 CLASS_COLORS = {"low": "#1a7f37", "middle": "#9a6700", "high": "#cf222e"}
 
 
@@ -56,8 +57,9 @@ def _ema(values, alpha: float) -> np.ndarray:
     return np.asarray(out)
 
 
-def curve_svg(curve, fit, train: list[tuple[float, float]], checkpoints_x: list[float]) -> str:
-    """Left: val bpb overall and per domain, with the power-law fit run out to 2x. Right: train loss."""
+def curve_svg(curve, fit, train: list[tuple[float, float]], checkpoints_x: list[float], law=None) -> str:
+    """Left: val bpb overall and per domain, with the power-law fit run out to 2x, or (`law`, the
+    schedule-aware fit) this run's fitted curve and a run 2x as long with the same schedule. Right: train loss."""
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
     for i, (domain, ys) in enumerate(sorted(curve.domains.items())):
@@ -68,7 +70,9 @@ def curve_svg(curve, fit, train: list[tuple[float, float]], checkpoints_x: list[
     pts = [(x, y) for x, y in zip(curve.x, curve.overall) if y is not None]
     if pts:
         left.plot(*zip(*pts), color="#1f2328", linewidth=2.6, marker="o", markersize=4, label="overall")
-    if fit is not None:
+    if law is not None and pts:
+        _law_lines(left, law, curve)
+    elif fit is not None:
         xs = np.geomspace(min(x for x, _ in pts if x > 0), 2 * fit.t_last, 80)
         left.plot(xs, fit(xs), color="#1f2328", linestyle="--", linewidth=1, label="power-law fit")
         left.plot([2 * fit.t_last], [fit.projected], marker="D", color="#1f2328", markersize=6)
@@ -99,6 +103,21 @@ def curve_svg(curve, fit, train: list[tuple[float, float]], checkpoints_x: list[
     _style(right)
     fig.tight_layout()
     return _svg(fig, "curve")
+
+
+def _law_lines(ax, law, curve) -> None:
+    """The schedule-aware law on this run's schedule and on a run `law.factor` x as long, x scaled from steps."""
+    per_step = next((x / s for x, s in zip(reversed(curve.x), reversed(curve.steps)) if x and s), 1.0)
+    first = min(law.steps)
+    longer = law.schedule.longer(law.factor)
+    for sch, style, label in ((law.schedule, "-", "schedule-aware fit"),
+                              (longer, ":", f"same schedule, {law.factor:g}x steps")):
+        steps = np.arange(first, sch.steps + 1)
+        ax.plot(steps * per_step, law(steps, sch), color=LAW_COLOR, linestyle=style, linewidth=1.4, label=label)
+    end = longer.steps * per_step
+    ax.plot([end], [law.longer], marker="D", color=LAW_COLOR, markersize=6)
+    ax.annotate(f"{law.factor:g}x: {law.longer:.3f}", (end, law.longer), textcoords="offset points",
+                xytext=(-8, 8), ha="right", fontsize=9)
 
 
 def domains_svg(rows: list[tuple[str, float, str]]) -> str:

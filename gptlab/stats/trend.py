@@ -21,6 +21,16 @@ one point per checkpoint, and returns three measurements and a verdict:
   squared error wins. t is scaled by its maximum inside the fit so the basis stays well conditioned.
   Needs >= 3 points with t > 0. `projected` = bpb at 2x the last t; with >= 5 points, refits leaving one
   point out give `projected_range`, an honest spread for a 3-parameter fit on few points.
+* With the run's learning-rate schedule (`schedule=`, and `steps=`: updates done at each point), a run with
+  a warmdown and >= 5 val points (>= 2 of them in the warmdown) is judged by gptlab/stats/schedule_fit.py's
+  law L = L0 + A*S1^-alpha - C*S2 instead: the drop a warmdown brings is annealing, not more data. The
+  question becomes what a run 2x as long with the same schedule shape would reach (`law.longer`, with a
+  bootstrap interval on `law.gain`, its margin below this run's predicted end):
+    - still descending   the gain's whole 95% interval lies above the tolerance;
+    - plateau            the gain is within the tolerance;
+    - unclear            the gain exceeds the tolerance but its interval reaches below it;
+    - rising             kept from the slope rule (the law cannot rise).
+  Otherwise the slope rule stands and `law_note` says why the law was not used.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gptlab.schedule import Schedule
+from gptlab.stats.schedule_fit import ScheduleLaw, fit_schedule_law
 from gptlab.verdicts import Convergence
 
 WINDOW = 5
@@ -96,6 +108,17 @@ class Trend:
     fit: PowerLaw | None = None
     tol: float | None = None
     missing: list[str] = field(default_factory=list)   # what more data would allow
+    law: ScheduleLaw | None = None   # the schedule-aware fit, when it decided the verdict
+    law_note: str | None = None      # why it was not used, when a schedule was given
+
+    @property
+    def projection(self) -> tuple[float, float, str] | None:
+        """(projected bpb, gain, what it is) from the law when it judged, else the power law at 2x."""
+        if self.law is not None:
+            return self.law.longer, self.law.gain, "a run 2x as long with the same schedule"
+        if self.fit is not None:
+            return self.fit.projected, self.fit.gain, "the power law at 2x"
+        return None
 
 
 def recent_slope(x, y, window: int = WINDOW) -> Slope | None:
@@ -171,11 +194,14 @@ def fit_power_law(t, y) -> PowerLaw | None:
     return law
 
 
-def trend(x, y, *, window: int = WINDOW, rel_tol: float = REL_TOL, unit: str = "tokens") -> Trend:
-    """The verdict on one curve; `unit` only words the sentence ("tokens" or "steps")."""
-    pairs = sorted((float(a), float(b)) for a, b in zip(x, y) if a is not None and b is not None
-                   and math.isfinite(b))
-    xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+def trend(x, y, *, window: int = WINDOW, rel_tol: float = REL_TOL, unit: str = "tokens", steps=None,
+          schedule: Schedule | None = None, use_schedule: bool = False) -> Trend:
+    """The verdict on one curve; `unit` only words the sentence ("tokens" or "steps"). With `use_schedule`
+    (the run's `schedule`, possibly None, and each point's `steps`) the schedule-aware law judges when it can."""
+    steps = list(steps) if steps is not None else [None] * len(list(x))
+    triples = sorted((float(a), float(b), s) for a, b, s in zip(x, y, steps) if a is not None and b is not None
+                     and math.isfinite(b))
+    xs, ys, ss = [p[0] for p in triples], [p[1] for p in triples], [p[2] for p in triples]
     if len(xs) < 2:
         what = "no val bpb has been measured" if not xs else "only one checkpoint has a val bpb"
         return Trend(xs, ys, Convergence.TOO_FEW_POINTS, None,
@@ -215,7 +241,43 @@ def trend(x, y, *, window: int = WINDOW, rel_tol: float = REL_TOL, unit: str = "
         if fit.poor:
             words += (f" — a rough guide only: its residuals (rmse {fit.rmse:.4f}) exceed 10% of the curve's "
                       f"range, so the curve is not power-law shaped (a learning-rate schedule bends it)")
-    return Trend(xs, ys, verdict, converged, words, slope=slope, fit=fit, tol=tol, missing=missing)
+    out = Trend(xs, ys, verdict, converged, words, slope=slope, fit=fit, tol=tol, missing=missing)
+    return _with_schedule(out, ss, schedule, rel_tol) if use_schedule else out
+
+
+def _with_schedule(t: Trend, steps, schedule: Schedule | None, rel_tol: float) -> Trend:
+    """The verdict of the schedule-aware law, or `t` with a note saying why the law could not judge."""
+    law, reason = fit_schedule_law(steps, t.y, schedule)
+    if law is None:
+        t.law_note = f"the schedule-aware law was not fitted: {reason}; the verdict is the plain slope rule's"
+        return t
+    if t.verdict == Convergence.RISING:          # the law is monotone: it cannot overrule a rise
+        t.law_note = "the schedule-aware law (monotone by construction) is not used on a rising curve"
+        return t
+    tol = t.tol if t.tol is not None else rel_tol * t.y[-1]
+    lo, hi = law.intervals.get("gain", (law.gain, law.gain))
+    if law.gain <= tol:
+        verdict, converged = Convergence.PLATEAU, True
+        head = (f"plateau: a run 2x as long with the same schedule would end only {law.gain:.4f} bpb lower "
+                f"(95% interval {lo:+.4f} to {hi:+.4f}), within the {tol:.4f} tolerance")
+    elif lo > tol:
+        verdict, converged = Convergence.STILL_DESCENDING, False
+        head = (f"still descending, not converged: a run 2x as long with the same schedule would end {law.gain:.4f} "
+                f"bpb lower (95% interval {lo:.4f} to {hi:.4f}), beyond the {tol:.4f} tolerance")
+    else:
+        verdict, converged = Convergence.UNCLEAR, None
+        head = (f"unclear: a run 2x as long with the same schedule would end {law.gain:.4f} bpb lower, but its "
+                f"95% interval ({lo:+.4f} to {hi:+.4f}) reaches within the {tol:.4f} tolerance")
+    c_lo, c_hi = law.intervals.get("constant", (law.constant, law.constant))
+    words = (f"{head}; the schedule-aware law L = L0 + A*S1^-alpha - C*S2 (L0 {law.L0:.4f}, alpha "
+             f"{law.alpha:.3f}, lambda {law.lam:g}, rmse {law.rmse:.4f} over {law.n} points) credits "
+             f"{law.annealing_drop():.4f} bpb of this run's end to the warmdown's annealing and expects "
+             f"{law.final:.4f} at its end, {law.longer:.4f} at 2x the steps, {law.constant:.4f} ({c_lo:.4f} to "
+             f"{c_hi:.4f}) at 2x kept at the peak rate")
+    if t.verdict != verdict:
+        words += f" (the plain slope rule alone says {t.verdict})"
+    t.verdict, t.converged, t.sentence, t.law = verdict, converged, words, law
+    return t
 
 
 def per_unit(slope: float, unit: str, x_max: float) -> tuple[float, str]:

@@ -4,10 +4,12 @@
     python -m pytest tests/test_report.py
 
 Convergence restates gptlab/stats/trend.py's measurements (recent slope with its standard error, the
-plateau rule, the power law and its projection at 2x tokens). The meaning section turns each domain's bpb
-into per-byte perplexity 2^bpb and bits per token (bpb x bytes / tokens of that domain's val text), and
-sorts domains into entropy classes relative to the pooled bpb: below 0.9x is low entropy (formulaic text
-the model predicts well), above 1.1x high entropy, in between middle.
+plateau rule, the power law and its projection at 2x tokens) and, when the run's stored config gives its
+learning-rate schedule, gptlab/stats/schedule_fit.py's law with its intervals: this run's predicted end, a
+run 2x as long with the same schedule, and that run at constant rate (tests/test_schedule_fit.py). The
+meaning section turns each domain's bpb into per-byte perplexity 2^bpb and bits per token (bpb x bytes /
+tokens of that domain's val text), and sorts domains into entropy classes relative to the pooled bpb: below
+0.9x is low entropy (formulaic text the model predicts well), above 1.1x high entropy, in between middle.
 """
 
 from __future__ import annotations
@@ -44,26 +46,57 @@ def convergence_section(store, ctx):
                                                   f"rmse {f.rmse:.4f} over {f.n} points"],
                  [f"projected bpb at 2x the {c.unit} ({human(2 * f.t_last)})", f"{f.projected:.4f}{rng}"],
                  ["projected gain from doubling", f"{f.gain:.4f} bpb"]]
+    if t.law is not None:
+        rows += law_rows(t.law)
     if rows:
         blocks.append(Table(["measurement", "value"], rows, caption=f"curve: val bpb from {c.source}, "
                                                                     f"{len(t.x)} points"))
     for m in t.missing:
         blocks.append(Note(m))
+    if t.law_note:
+        blocks.append(Note(t.law_note[0].upper() + t.law_note[1:] + ".", kind="info"))
     domain_rows = []
     for d, dt in sorted(ctx.domain_trends.items()):
         if not dt.y:
             continue
         domain_rows.append([d, fmt(dt.y[-1]), fmt(-dt.slope.drop) if dt.slope else "–",
                             Cell(dt.verdict, good=False if dt.verdict == Convergence.RISING else None),
-                            fmt(dt.fit.projected) if dt.fit else "–"])
+                            fmt(dt.projection[0]) if dt.projection else "–"])
     if domain_rows:
         blocks.append(Table(["domain", "latest bpb", "change over window", "verdict", "projected at 2x"],
                             domain_rows, numeric=[False, True, True, False, True],
-                            caption="the same rule applied to each domain's curve"))
+                            caption="the same rule applied to each domain's curve (projected: the "
+                                    "schedule-aware law's 2x run where it judged, else the power law at 2x)"))
     blocks.append(P(f"Rule: over the last {WINDOW} checkpoints (all of them when there are fewer), a change "
                     f"within {REL_TOL:.1%} of the latest bpb is a plateau; a fall larger than that and than two "
-                    f"standard errors of the slope is \"still descending\"; see docs/report.md."))
+                    f"standard errors of the slope is \"still descending\". With the run's learning-rate schedule "
+                    f"(a warmdown, >= 5 val points, 2 in the warmdown) the schedule-aware law judges instead: "
+                    f"\"still descending\" when a run 2x as long with the same schedule would end lower by more "
+                    f"than the tolerance across its whole 95% bootstrap interval; see docs/report.md."))
     return section("Convergence", blocks)
+
+
+def law_rows(law) -> list[list[str]]:
+    """The schedule-aware fit's numbers, each with its 95% bootstrap interval."""
+    iv = law.intervals
+
+    def val(key: str, value: float, spec: str = ".4f") -> str:
+        lo, hi = iv.get(key, (value, value))
+        return f"{value:{spec}} ({lo:{spec}} – {hi:{spec}})"
+
+    s = law.schedule
+    longer = s.longer(law.factor)
+    return [["schedule-aware law L = L0 + A·S1^-α − C·S2 (Tissue et al. 2024; S1 = Σ lr multiplier, S2 = "
+             "annealing area with momentum λ)",
+             f"L0 = {val('L0', law.L0)}, A = {val('A', law.A, '.3f')}, α = {val('alpha', law.alpha, '.3f')}, "
+             f"λ = {val('lambda', law.lam, '.3f')}, C = {val('C', law.C, '.3g')}; rmse {law.rmse:.4f} over "
+             f"{law.n} points; intervals: 95%, residual bootstrap"],
+            [f"schedule: {s.steps:,} steps, warmup {s.warmup_steps}, warmdown {s.warmdown_frac:.0%} to "
+             f"{s.final_lr_frac:g} of the peak", f"annealing credited at the end: {law.annealing_drop():.4f} bpb"],
+            [f"predicted bpb at this run's end (step {s.steps:,})", val("final", law.final)],
+            [f"a run {law.factor:g}x as long, same schedule shape ({longer.steps:,} steps)", val("longer", law.longer)],
+            [f"a run {law.factor:g}x as long at the peak rate throughout (no warmdown)", val("constant", law.constant)],
+            ["gain of the longer run over this one", val("gain", law.gain)]]
 
 
 def domain_table(ctx) -> list[dict]:

@@ -56,13 +56,19 @@ def recommendations(ctx) -> list[Recommendation]:
         why = f"val bpb fell {t.slope.drop:.4f} over the last {t.slope.n} checkpoints"
         if t.slope.noise is not None:
             why += f" (noise {t.slope.noise:.4f})"
-        if t.fit is not None:
+        if t.law is not None:
+            why += (f"; the schedule-aware law projects {t.law.longer:.4f} for a run 2x as long with the same "
+                    f"schedule, a gain of {t.law.gain:.4f} bpb")
+        elif t.fit is not None:
             why += (f"; the power law projects {t.fit.projected:.4f} at 2x the {ctx.curve.unit}, a gain of "
                     f"{t.fit.gain:.4f} bpb")
         recs.append(Recommendation(Rule.TRAIN_LONGER, "Train longer: the curve has not flattened", why,
                                    t.slope.drop))
     elif t is not None and t.verdict == Convergence.PLATEAU:
         why = f"val bpb moved {-t.slope.drop:+.4f} over the last {t.slope.n} checkpoints (tolerance {t.tol:.4f})"
+        if t.law is not None:
+            why = (f"a run 2x as long with the same schedule would end only {t.law.gain:.4f} bpb lower (tolerance "
+                   f"{t.tol:.4f}); {t.law.annealing_drop():.4f} bpb of the late drop is the warmdown's annealing")
         recs.append(Recommendation(Rule.SCALE_OR_SCHEDULE, "More steps at this size will not help much: try a "
                                    "larger model or a new learning-rate schedule", why, t.slope.drop))
     elif t is not None and t.verdict == Convergence.RISING:

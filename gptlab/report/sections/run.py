@@ -97,9 +97,11 @@ def curve_section(store, ctx):
              for r in ctx.metrics if r["train_loss"] is not None]
     ckpt_x = [ctx.tokens_at(m["step"], m["tokens_seen"]) if c.unit == "tokens" else m["step"] for m in ctx.models]
     fit = ctx.trend.fit if ctx.trend else None
-    svg = plots.curve_svg(c, fit, train, [x for x in ckpt_x if x is not None])
+    law = ctx.trend.law if ctx.trend else None
+    svg = plots.curve_svg(c, fit, train, [x for x in ckpt_x if x is not None], law=law)
     blocks.append(Figure("curve", svg, f"val bits per byte ({c.source}) per domain and overall, with the "
-                                       f"power-law fit; train loss from the training log"))
+                                       f"{'schedule-aware fit and a 2x run' if law else 'power-law fit'}; train "
+                                       f"loss from the training log"))
     domains = sorted(c.domains)
     log_val = {r["step"]: r["val_bpb"] for r in ctx.metrics if r["val_bpb"] is not None}
     header = ["step", "tokens seen", f"val bpb ({c.source})"] + domains + ["train loss"]

@@ -45,7 +45,9 @@ def assessment(ctx) -> list[str]:
     first = f"**{ctx.subject.label}**" + (f" at {', '.join(head)}" if head else "")
     if t is not None and t.y:
         first += f": val bpb {t.y[-1]:.4f}, **{t.verdict}**"
-        if t.verdict == Convergence.STILL_DESCENDING and t.fit is not None:
+        if t.verdict == Convergence.STILL_DESCENDING and t.law is not None:
+            first += f" (no plateau; {t.law.longer:.4f} projected for a run 2x as long with the same schedule)"
+        elif t.verdict == Convergence.STILL_DESCENDING and t.fit is not None:
             first += f" (no plateau; {t.fit.projected:.4f} projected at 2x the {ctx.curve.unit})"
         elif t.verdict == Convergence.TOO_FEW_POINTS:
             first += f" ({t.sentence})"
