@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gptlab import __version__
 from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
-from gptlab.commands import bench, diagnose_file
+from gptlab.commands import bench, diagnose_file, ladder_args
 from gptlab.commands import export as export_command
 from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
@@ -108,54 +108,14 @@ def _demo(args):
     run_demo(args.out, fresh=args.fresh)
 
 
-@command("ladder", "train one recipe at several sizes (a [ladder] of depths, widths ...), evaluate each, report")
+@command("ladder", ladder_args.HELP)
 def _ladder_args(p):
-    p.description = ("Train the config's recipe once per value of one key (the [ladder] table, or the flags below), "
-                     "each for the tokens its budget gives it, into OUT/<name>-<key><value>; evaluate every "
-                     "checkpoint into the store (gptlab demo's settings unless flags say otherwise), record the "
-                     "rungs and write OUT/report. Run it again to resume: finished rungs are reused, a rung "
-                     "stopped midway continues from its last checkpoint. Guide: docs/ladder.md")
-    p.add_argument("config", help="training config TOML or preset (ladder-demo: 4 depths on CPU in minutes)")
-    p.add_argument("--out", required=True, help="folder for the rungs' run directories, the store and the report")
-    p.add_argument("--db", help="results store (default: OUT/results.sqlite)")
-    p.add_argument("--axis", help="the key varied, table.key (default: the config's ladder.axis, model.depth)")
-    p.add_argument("--values", help="the rungs' values, comma-separated and ascending, at least 3 (e.g. 2,4,6,8)")
-    p.add_argument("--tokens-per-param", help="budget: training tokens per non-embedding parameter "
-                   "(default 20, Chinchilla)")
-    p.add_argument("--flops", help="budget: training FLOPs per rung (e.g. 1e15), instead of tokens per "
-                   "parameter")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set model.depth=2 (repeatable)")
-    p.add_argument("--no-eval", action="store_true", help="train and record the rungs only; no evaluation, no report")
-    p.add_argument("--suite", default="default", help="probe suite: 'default' or a TOML file")
-    p.add_argument("--temperature", default="0.8", help="sampling temperature(s), comma-separated (default 0.8)")
-    p.add_argument("--max-tokens", default="40,120", help="sample lengths, comma-separated (default 40,120)")
-    p.add_argument("--samples", type=int, default=2, help="samples per probe and temperature (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--no-probes", action="store_true", help="bpb only: no sampling, no diagnosis")
-    p.add_argument("--no-exec", action="store_true", help="diagnose without executing probe tests")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for the evaluation (default 1)")
-    p.add_argument("--device", **DEVICE)
+    ladder_args.add_arguments(p, DEVICE)        # commands/ladder_args.py: the flags, then one library call
 
 
 @runs("ladder")
 def _ladder(args):
-    from gptlab.commands.ladder import run_ladder  # deferred: heavy (torch)
-    values = _numbers(args.values, float, "--values") if args.values is not None else None
-    values = tuple(int(v) if v.is_integer() else v for v in values) if values is not None else None
-    budget = {flag: _numbers(text, float, f"--{flag.replace('_', '-')}") for flag, text in
-              (("tokens_per_param", args.tokens_per_param), ("flops", args.flops)) if text is not None}
-    if any(len(v) != 1 for v in budget.values()):
-        raise GptlabError("--tokens-per-param / --flops: give one number")
-    budget = {flag: v[0] for flag, v in budget.items()}
-    options = dict(suite=args.suite, temperatures=_numbers(args.temperature, float, "--temperature"),
-                   max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
-                   probes=not args.no_probes, execute=not args.no_exec, threads=args.threads)
-    got = run_ladder(args.config, args.out, db=args.db, overrides=args.set, axis=args.axis, values=values,
-                     tokens_per_param=budget.get("tokens_per_param"), flops=budget.get("flops"),
-                     run_eval=not args.no_eval,
-                     device=args.device, eval_options=options)
-    return 0 if got is not None else 0          # None: a rank other than 0 under torchrun (rank 0 prints)
+    return ladder_args.run(args)
 
 
 # ---------------------------------------------------------------- (other commands register below)

@@ -104,27 +104,12 @@ class LoggingConfig:                    # experiment trackers (gptlab/trackers.p
 
 @dataclass
 class LadderConfig:
-    """`gptlab ladder`: the same recipe trained at several values of one numeric key (tests/test_ladder.py).
-
-    axis: the key varied, `table.key` (model.depth, model.n_embd, train.matrix_lr ...); values: one rung each,
-    at least 3 (a fit needs them), distinct and ascending. Each rung's training length comes from a budget:
-    tokens_per_param (0: 20, Chinchilla's ratio, unless flops is set) or flops (FLOPs per rung; tokens =
-    flops / the model's training FLOPs per token), never both. The parameter count the budget uses is the
-    non-embedding one, total minus the token embedding table (the output head stays: it is a matmul every token
-    pays for): the count that FLOPs per token scale with (6 per parameter, GPT.flops_per_token), so the two
-    budgets agree on what a parameter is. At tiny sizes the embedding table dominates the total (vocab x width
-    against 12 x width^2 per layer) and a total count would give every rung nearly the same tokens.
-    checkpoints: how many evenly spaced checkpoints each rung saves (the final one included)."""
-    axis: str = "model.depth"
-    values: list[float] = field(default_factory=lambda: [2, 4, 6, 8])
-    tokens_per_param: float = 0.0       # 0: 20 (Chinchilla) unless flops is set
-    flops: float = 0.0                  # 0: unset; else training FLOPs per rung
-    checkpoints: int = 4
-
-    @property
-    def budget(self) -> dict:
-        """{"flops": F} or {"tokens_per_param": R}: what the store records with each rung."""
-        return {"flops": self.flops} if self.flops else {"tokens_per_param": self.tokens_per_param or 20.0}
+    """[ladder]: the sizes `gptlab ladder` trains (gptlab/commands/ladder_plan.py checks and plans them)."""
+    axis: str = "model.depth"           # the numeric key varied, table.key
+    values: list[float] = field(default_factory=lambda: [2, 4, 6, 8])     # one rung each: >= 3, ascending
+    tokens_per_param: float = 0.0       # budget: tokens per non-embedding parameter; 0: 20 unless flops is set
+    flops: float = 0.0                  # budget: training FLOPs per rung; 0: unset
+    checkpoints: int = 4                # evenly spaced checkpoints per rung, the final one included
 
 
 @dataclass
@@ -199,17 +184,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("logging", "wandb_project"): Rule(text="label"),
     ("logging", "wandb_entity"): Rule(text="label"),
     ("logging", "tensorboard_dir"): Rule(text="path"),
-    ("ladder", "axis"): Rule(text="label"),                         # a numeric key: checked in validate_ladder
-    ("ladder", "values"): Rule(),                                   # each checked against the axis key's rule
+    ("ladder", "axis"): Rule(text="label"),         # a numeric key; it and the values: commands/ladder_plan.py
+    ("ladder", "values"): Rule(),
     ("ladder", "tokens_per_param"): Rule(lo=0),
     ("ladder", "flops"): Rule(lo=0),
     ("ladder", "checkpoints"): Rule(lo=1, hi=1000),
 }
 TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig, "train": TrainConfig,
           "logging": LoggingConfig, "ladder": LadderConfig}
-# keys a ladder may vary: the numeric fields of these tables, less the ones each rung's budget sets
-LADDER_TABLES = ("model", "tokenizer", "train")
-LADDER_SET_KEYS = ("train.steps", "train.save_every", "train.eval_every")
 
 
 def _show(value) -> str:
@@ -258,16 +240,18 @@ class _FieldError(GptlabError):
     """A bad value, before the file name is put in front of it."""
 
 
+def check_value(value, type_name: str, table: str, key: str, label: str):
+    """`value` as the type of field `type_name` with the rule of (table, key), or a GptlabError naming `label`."""
+    return _check(value, type_name, RULES[table, key], label)
+
+
 def _check(value, type_name: str, rule: Rule, key: str):
     """`value` as the field's type (int, float, str, bool, list[str], tuple[float, float]) within `rule`."""
-    if type_name == "list[str]":
+    if type_name.startswith("list["):           # list[str], list[float]
+        item, kind = type_name[5:-1], "strings" if type_name == "list[str]" else "numbers"
         if not isinstance(value, list):
-            raise _FieldError(f"{key} must be a list of strings, got {_show(value)}")
-        return [_check(v, "str", rule, f"{key}[{i}]") for i, v in enumerate(value)]
-    if type_name == "list[float]":
-        if not isinstance(value, list):
-            raise _FieldError(f"{key} must be a list of numbers, got {_show(value)}")
-        return [_check(v, "float", rule, f"{key}[{i}]") for i, v in enumerate(value)]
+            raise _FieldError(f"{key} must be a list of {kind}, got {_show(value)}")
+        return [_check(v, item, rule, f"{key}[{i}]") for i, v in enumerate(value)]
     if type_name.startswith("tuple"):
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise _FieldError(f"{key} must be a list of two numbers, got {_show(value)}")
@@ -433,50 +417,3 @@ def validate(cfg: Config, where: str) -> None:
             raise GptlabError(f"{where}: domain {d.name!r} has no train sources")
     if not any(d.weight > 0 and d.train for d in cfg.data.domains):
         raise GptlabError(f"{where}: every domain's weight is 0: nothing to draw training batches from")
-    validate_ladder(cfg, where)
-
-
-def _number(v: float) -> int | float:
-    """4.0 -> 4 (for messages and run names); 0.5 stays 0.5."""
-    return int(v) if float(v).is_integer() else v
-
-
-def ladder_axes() -> dict[str, str]:
-    """The keys a ladder may vary, `table.key` -> its type ("int" or "float")."""
-    out = {}
-    for table in LADDER_TABLES:
-        for f in dataclasses.fields(TABLES[table]):
-            key = f"{table}.{f.name}"
-            if str(f.type) in ("int", "float") and key not in LADDER_SET_KEYS:
-                out[key] = str(f.type)
-    return out
-
-
-def validate_ladder(cfg: Config, where: str) -> None:
-    """[ladder]: the axis names a numeric key, 3+ distinct ascending values each valid for that key (the key's
-    own Rule; integers for an integer key), and one budget."""
-    lc, axes = cfg.ladder, ladder_axes()
-    if lc.axis not in axes:
-        table, _, key = lc.axis.partition(".")
-        known = table in TABLES and key in {f.name for f in dataclasses.fields(TABLES[table])}
-        why = ("is set by each rung's budget" if lc.axis in LADDER_SET_KEYS else "is not numeric" if known
-               else "is no config key")
-        raise GptlabError(f"{where}: ladder.axis {_show(lc.axis)} {why} (valid: {', '.join(axes)})")
-    if len(lc.values) < 3:
-        raise GptlabError(f"{where}: a ladder needs at least 3 rungs for a fit; ladder.values has {len(lc.values)}")
-    table, key = lc.axis.split(".")
-    for i, v in enumerate(lc.values):
-        if axes[lc.axis] == "int" and not float(v).is_integer():
-            raise GptlabError(f"{where}: ladder.values[{i}] must be an integer for {lc.axis}, got {_show(v)}")
-        try:
-            _check(int(v) if axes[lc.axis] == "int" else v, axes[lc.axis], RULES[table, key], f"ladder.values[{i}] "
-                   f"({lc.axis})")
-        except _FieldError as e:
-            raise GptlabError(f"{where}: {e}") from None
-        if i and v == lc.values[i - 1]:
-            raise GptlabError(f"{where}: ladder.values lists {_show(_number(v))} twice; each rung needs its own value")
-        if i and v < lc.values[i - 1]:
-            raise GptlabError(f"{where}: ladder.values must be ascending (smallest rung first), got "
-                              f"{_show(_number(lc.values[i - 1]))} before {_show(_number(v))}")
-    if lc.flops and lc.tokens_per_param:
-        raise GptlabError(f"{where}: [ladder] sets both tokens_per_param and flops; give one budget")

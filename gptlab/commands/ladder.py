@@ -10,9 +10,10 @@
 2. train each rung in turn with gptlab.train.train: a rung whose final checkpoint exists is reused, one with
    some checkpoints is resumed, so a ladder stopped at any moment (Ctrl-C, SIGKILL) goes on where it stopped
    when run again;
-3. evaluate every rung's checkpoints into the store (gptlab.evaluate.job.evaluate: bpb per domain, probe
-   samples, diagnosis; `gptlab demo`'s settings unless flags say otherwise; a result already stored is
-   reused), record each rung (Store.put_ladder_rung) and write the report of all rungs.
+3. evaluate every rung's checkpoints into the store (gptlab.evaluate.job.evaluate: bpb per domain of every
+   checkpoint; probe samples and their diagnosis on each rung's final checkpoint, or on every checkpoint with
+   --probes-on all; `gptlab demo`'s settings but 4 samples per probe unless flags say otherwise: LADDER_EVAL;
+   a result already stored is reused), record each rung (Store.put_ladder_rung) and write the report.
 
 Under torchrun every rank trains each rung (DDP, as `gptlab train`), then every rank takes part in the
 evaluation (gptlab/evaluate/ranks.py); rank 0 alone writes the store's ladder rows and the report. All rungs
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from gptlab.checkpoints.gptlab_run import list_step_dirs
 from gptlab.commands.demo import DEMO_EVAL
-from gptlab.commands.ladder_plan import Rung, format_value, plan_ladder
+from gptlab.commands.ladder_plan import Rung, budget_of, format_value, plan_ladder
 from gptlab.config import load_config
 from gptlab.distributed import launched_world
 from gptlab.errors import GptlabError
@@ -37,6 +38,13 @@ from gptlab.evaluate.job import evaluate
 from gptlab.report import write_report
 from gptlab.store import Store
 from gptlab.train import train
+
+
+# gptlab demo's evaluation settings, with more samples per probe: probes run on each rung's final checkpoint only
+# (`probes_on="final"`), where the failure rates by size are read, so 4 samples cost less than the demo's 2 on
+# every checkpoint and give 84 per rung at two lengths.
+LADDER_EVAL = dict(DEMO_EVAL, samples=4)
+PROBES_ON = ("final", "all")
 
 
 def say(msg: str) -> None:
@@ -83,9 +91,14 @@ def train_rung(rung: Rung, i: int, n: int, device=None) -> None:
 
 
 def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides=(), axis=None, values=None,
-               tokens_per_param=None, flops=None, run_eval: bool = True, device=None, eval_options=None) -> dict | None:
-    """Plan, train, evaluate, record and report a ladder (module docstring). Returns {"rungs", "db", "report"}
-    on rank 0 (report None with run_eval=False), None on the other ranks under torchrun."""
+               tokens_per_param=None, flops=None, run_eval: bool = True, device=None, eval_options=None,
+               probes_on: str = "final") -> dict | None:
+    """Plan, train, evaluate, record and report a ladder (module docstring). `eval_options`: keyword arguments of
+    gptlab.evaluate.job.evaluate over LADDER_EVAL; `probes_on`: "final" (each rung's final checkpoint is sampled
+    and diagnosed, every checkpoint gets bpb) or "all". Returns {"rungs", "db", "report"} on rank 0 (report None
+    with run_eval=False), None on the other ranks under torchrun."""
+    if probes_on not in PROBES_ON:
+        raise GptlabError(f"--probes-on {probes_on!r}: expected final or all")
     out = Path(out)
     db = str(db or out / "results.sqlite")
     cfg = load_config(config, list(overrides) + flag_overrides(axis, values, tokens_per_param, flops))
@@ -93,15 +106,26 @@ def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides
     t0 = time.time()
     lc = cfg.ladder
     say(f"ladder {cfg.name}: {len(rungs)} rungs on {lc.axis} = {', '.join(format_value(r.value) for r in rungs)}; "
-        f"budget {', '.join(f'{k} {v:g}' for k, v in lc.budget.items())}; into {out}")
+        f"budget {', '.join(f'{k} {v:g}' for k, v in budget_of(cfg).items())}; into {out}")
     for i, rung in enumerate(rungs, 1):
         train_rung(rung, i, len(rungs), device)
     run_dirs = [str(r.run_dir) for r in rungs]
     t1 = time.time()
     report = None
     if run_eval:
-        say(f"[eval] every checkpoint of {len(rungs)} rungs (bpb per domain, probes, diagnosis) into {db} ...")
-        evaluate(run_dirs, db=db, device=device, **dict(DEMO_EVAL, **(eval_options or {})))
+        options = dict(LADDER_EVAL, **(eval_options or {}))
+        probes = options.pop("probes", True)
+        if probes_on == "all" or not probes:
+            say(f"[eval] every checkpoint of {len(rungs)} rungs (bpb per domain{', probes, diagnosis' * probes}) "
+                f"into {db} ...")
+            evaluate(run_dirs, db=db, device=device, probes=probes, **options)
+        else:
+            say(f"[eval] bpb per domain of every checkpoint of {len(rungs)} rungs into {db} ...")
+            evaluate(run_dirs, db=db, device=device, probes=False, **options)
+            say(f"[eval] probes and diagnosis of each rung's final checkpoint ({options['samples']} samples per "
+                f"probe) ...")
+            evaluate([str(r.run_dir / "checkpoints" / f"step_{r.steps:06d}") for r in rungs], db=db, device=device,
+                     probes=True, **options)
         say(f"      {time.time() - t1:.0f} s")
     if launched_world()[0] != 0:
         return None                     # another rank under torchrun: it trained and evaluated; rank 0 records

@@ -3,10 +3,20 @@
     gptlab ladder ladder-demo --out runs/ladder          # gptlab/commands/ladder.py trains and evaluates the plan
     python -m pytest tests/test_ladder.py
 
-Pure: nothing is trained or written. Parameters are counted on a model built on the `meta` device (shapes
+Pure: nothing is trained or written. [ladder] (gptlab/config.py types each field) is checked here, where a
+ladder is run (`gptlab train` ignores the table): the axis is a numeric `table.key` of [model], [tokenizer] or
+[train] other than those the budget sets (train.steps, save_every, eval_every); at least 3 values (a fit needs
+them), distinct, ascending, each valid for that key (its Rule; whole numbers for an integer key); one budget.
+
+The budget counts non-embedding parameters: the total less the token embedding table (the output head stays:
+it is a matmul every token pays for). That is the count FLOPs per token scale with (6 per parameter,
+GPT.flops_per_token), so tokens_per_param and flops agree on what a parameter is; it is also Kaplan et al.'s
+choice, where Chinchilla's 20 tokens per parameter counted the total. At tiny sizes the embedding table (vocab x
+width) dominates the total against 12 x width^2 per layer, and a total count would give every rung nearly the
+same tokens: the ladder would vary the model but hardly its training. Parameters are counted on a model built on the `meta` device (shapes
 only, no memory), so the count is the trained model's `num_params()` by construction; FLOPs per token are the
 model's own `flops_per_token()` (6 per non-embedding weight plus the attention term), the number training
-reports MFU with. The budget ([ladder] in gptlab/config.py) gives each rung its tokens: tokens_per_param x
+reports MFU with. The budget gives each rung its tokens: tokens_per_param x
 non-embedding parameters, or flops / FLOPs per token; steps = ceil(tokens / train.total_batch_tokens), so a
 rung trains on at least its budget. Each rung saves `ladder.checkpoints` evenly spaced checkpoints (the final
 one included) and evaluates val bpb at each: save_every = eval_every = ceil(steps / checkpoints). Warmup is
@@ -20,15 +30,20 @@ which case each rung trains its own.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from gptlab.config import Config, ladder_axes, validate
+from gptlab.config import TABLES, Config, check_value, validate
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
+
+LADDER_TABLES = ("model", "tokenizer", "train")         # the tables whose numeric keys a ladder may vary
+SET_BY_BUDGET = ("train.steps", "train.save_every", "train.eval_every")
+CHINCHILLA = 20.0                                        # tokens per parameter when no budget is given
 
 
 @dataclass
@@ -57,6 +72,47 @@ class Rung:
         return dict(ladder=self.ladder, run=self.name, axis=self.axis, value=self.value, position=self.position,
                     params=self.params, non_embedding_params=self.non_embedding_params, tokens=self.tokens,
                     flops=self.flops, budget=self.budget)
+
+
+def ladder_axes() -> dict[str, str]:
+    """The keys a ladder may vary, `table.key` -> "int" or "float"."""
+    return {f"{t}.{f.name}": str(f.type) for t in LADDER_TABLES for f in dataclasses.fields(TABLES[t])
+            if str(f.type) in ("int", "float") and f"{t}.{f.name}" not in SET_BY_BUDGET}
+
+
+def budget_of(cfg: Config) -> dict:
+    """{"flops": F} or {"tokens_per_param": R}: the budget each rung gets, as the store records it."""
+    lc = cfg.ladder
+    return {"flops": lc.flops} if lc.flops else {"tokens_per_param": lc.tokens_per_param or CHINCHILLA}
+
+
+def _number(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else v
+
+
+def validate_ladder(cfg: Config) -> None:
+    """[ladder] as the module docstring says, or a one-line GptlabError naming the config file and the key."""
+    lc, axes, where = cfg.ladder, ladder_axes(), cfg.source
+    if lc.axis not in axes:
+        table, _, key = lc.axis.partition(".")
+        known = table in TABLES and key in {f.name for f in dataclasses.fields(TABLES[table])}
+        why = ("is set by each rung's budget" if lc.axis in SET_BY_BUDGET else "is not numeric" if known
+               else "is no config key")
+        raise GptlabError(f"{where}: ladder.axis {lc.axis!r} {why} (valid: {', '.join(axes)})")
+    if len(lc.values) < 3:
+        raise GptlabError(f"{where}: a ladder needs at least 3 rungs for a fit; ladder.values has {len(lc.values)}")
+    table, key = lc.axis.split(".")
+    for i, v in enumerate(lc.values):
+        if axes[lc.axis] == "int" and not float(v).is_integer():
+            raise GptlabError(f"{where}: ladder.values[{i}] must be an integer for {lc.axis}, got {v}")
+        check_value(_number(v), axes[lc.axis], table, key, f"{where}: ladder.values[{i}] ({lc.axis})")
+        if i and v == lc.values[i - 1]:
+            raise GptlabError(f"{where}: ladder.values lists {_number(v)} twice; each rung needs its own value")
+        if i and v < lc.values[i - 1]:
+            raise GptlabError(f"{where}: ladder.values must be ascending (smallest rung first), got "
+                              f"{_number(lc.values[i - 1])} before {_number(v)}")
+    if lc.flops and lc.tokens_per_param:
+        raise GptlabError(f"{where}: [ladder] sets both tokens_per_param and flops; give one budget")
 
 
 def count_params(cfg: Config) -> tuple[int, int, float]:
@@ -94,9 +150,10 @@ def shares_tokenizer(cfg: Config) -> bool:
 def plan_ladder(cfg: Config, out: str | Path) -> list[Rung]:
     """The rungs of `cfg`'s [ladder] under the folder `out`, smallest first; a rung whose config is invalid or
     whose budget is under one step is a one-line GptlabError naming it."""
+    validate_ladder(cfg)
     lc, out = cfg.ladder, Path(out)
     kind = ladder_axes()[lc.axis]
-    budget = lc.budget
+    budget = budget_of(cfg)
     rungs, names = [], set()
     shared_tok = None
     for position, raw in enumerate(lc.values):
