@@ -4,6 +4,7 @@
 """
 
 import math
+import os
 import signal
 import sqlite3
 import subprocess
@@ -58,7 +59,7 @@ def ladder_toml(tmp_path):
 @pytest.fixture
 def suite(tmp_path):
     p = tmp_path / "two.toml"
-    p.write_text(TWO_PROBES)
+    p.write_text(f'name = "two"\nversion = "1"\n\n{TWO_PROBES}')
     return p
 
 
@@ -144,6 +145,8 @@ BAD = [
     (["--set", "ladder.flops=1e9"], "sets both tokens_per_param and flops"),
     (["--set", "ladder.bogus=1"], "unknown key 'bogus'"),
     (["--probes-on", "some"], "--probes-on 'some': expected final or all"),
+    (["--samples", "0"], "--samples 0: must be at least 1"),
+    (["--suite", "/nonexistent.toml"], "/nonexistent.toml"),
 ]
 
 
@@ -252,3 +255,19 @@ def test_a_killed_ladder_resumes_where_it_stopped(ladder_toml, suite, tmp_path):
     for a, b in zip(got[1], want[1]):
         assert a[3] == pytest.approx(b[3], abs=1e-9), a      # resumed training is bit for bit the same
     assert got[2] == want[2]
+
+
+def test_a_ladder_under_torchrun_trains_every_rung_on_both_ranks(ladder_toml, suite, tmp_path):
+    """Two gloo processes: one process group serves every rung's training and the evaluation; rank 0 records."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gptlab",
+           "ladder", str(ladder_toml), "--out", str(out), "--suite", str(suite), "--set", "train.device_batch_size=4"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("report:") == 1 and r.stderr.count("[rung 3/3] training tl-depth3") == 1
+    rungs, bpb, samples = store_rows(out / "results.sqlite")
+    assert [row[1] for row in rungs] == ["tl-depth1", "tl-depth2", "tl-depth3"]
+    assert {row[0] for row in bpb} == {"tl-depth1", "tl-depth2", "tl-depth3"} and len(samples) == 3 * 2 * 4 * 2
+    for rung in plan_ladder(load_config(ladder_toml, ["train.device_batch_size=4"]), out):
+        assert (rung.run_dir / "checkpoints" / f"step_{rung.steps:06d}").is_dir()

@@ -16,9 +16,9 @@
    a result already stored is reused), record each rung (Store.put_ladder_rung) and write the report.
 
 Under torchrun every rank trains each rung (DDP, as `gptlab train`), then every rank takes part in the
-evaluation (gptlab/evaluate/ranks.py); rank 0 alone writes the store's ladder rows and the report. All rungs
-are trained before the evaluation starts: training opens and closes the process group per run, evaluation
-keeps its own for the rest of the process.
+evaluation (gptlab/evaluate/ranks.py); rank 0 alone writes the store's ladder rows and the report. The ranks
+join one process group first (ranks.session) and every rung's training uses it (a Dist that did not make the
+group leaves it open), so that a second rung does not have to rendezvous again.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from gptlab.commands.ladder_plan import Rung, budget_of, format_value, plan_ladd
 from gptlab.config import load_config
 from gptlab.distributed import launched_world
 from gptlab.errors import GptlabError
+from gptlab.evaluate import ranks
 from gptlab.evaluate.job import evaluate
 from gptlab.report import write_report
 from gptlab.store import Store
@@ -107,6 +108,8 @@ def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides
     lc = cfg.ladder
     say(f"ladder {cfg.name}: {len(rungs)} rungs on {lc.axis} = {', '.join(format_value(r.value) for r in rungs)}; "
         f"budget {', '.join(f'{k} {v:g}' for k, v in budget_of(cfg).items())}; into {out}")
+    if launched_world()[1] > 1:
+        ranks.session(device)           # one process group for every rung's training and the evaluation
     for i, rung in enumerate(rungs, 1):
         train_rung(rung, i, len(rungs), device)
     run_dirs = [str(r.run_dir) for r in rungs]

@@ -68,13 +68,27 @@ def one(text: str | None, kind, flag: str):
     return got[0]
 
 
+def check_options(o: dict) -> None:
+    """The evaluation flags, before any rung trains: a bad one must not wait for the end of the training."""
+    if o["samples"] < 1:
+        raise GptlabError(f"--samples {o['samples']}: must be at least 1")
+    if o["seed"] < 0 or o["threads"] < 0:
+        raise GptlabError(f"--seed {o['seed']} / --threads {o['threads']}: must be whole numbers >= 0")
+    if any(t < 0 for t in o["temperatures"]) or any(n < 1 for n in o["max_tokens"]):
+        raise GptlabError("--temperature must be >= 0 and --max-tokens >= 1")
+
+
 def run(args) -> int:
     from gptlab.commands.ladder import run_ladder  # deferred: heavy (torch)
+    from gptlab.probes import load_suite  # deferred: heavy (tree-sitter grammars)
     values = numbers(args.values, float, "--values") if args.values is not None else None
     options = dict(suite=args.suite, temperatures=numbers(args.temperature, float, "--temperature"),
                    max_tokens=numbers(args.max_tokens, int, "--max-tokens"),
                    samples=one(args.samples, int, "--samples"), seed=one(args.seed, int, "--seed"),
                    probes=not args.no_probes, execute=not args.no_exec, threads=one(args.threads, int, "--threads"))
+    check_options(options)
+    if options["probes"] and not args.no_eval:
+        load_suite(args.suite)          # a bad suite: one line now, not after the training
     run_ladder(args.config, args.out, db=args.db, overrides=args.set, axis=args.axis, values=values,
                tokens_per_param=one(args.tokens_per_param, float, "--tokens-per-param"),
                flops=one(args.flops, float, "--flops"), run_eval=not args.no_eval, device=args.device,
