@@ -209,6 +209,15 @@ def test_a_tiny_ladder_trains_evaluates_records_and_reports(ladder_toml, suite, 
     assert store_rows(out / "results.sqlite") == (rungs, bpb, samples)
 
 
+def test_no_eval_trains_and_records_only(ladder_toml, tmp_path):
+    out = tmp_path / "ladder"
+    r = run_gptlab("ladder", ladder_toml, "--out", out, "--no-eval", "--values", "1,2,4", "--db", tmp_path / "r.db")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "not evaluated: --no-eval" in r.stdout and not (out / "report").exists()
+    rungs, bpb, samples = store_rows(tmp_path / "r.db")
+    assert [row[1] for row in rungs] == ["tl-depth1", "tl-depth2", "tl-depth4"] and not bpb and not samples
+
+
 # Runs `gptlab ARGS` with every training step slowed down, so that the test can kill it mid-rung from outside.
 SLOW = r"""
 import sys, time

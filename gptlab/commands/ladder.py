@@ -10,10 +10,11 @@
 2. train each rung in turn with gptlab.train.train: a rung whose final checkpoint exists is reused, one with
    some checkpoints is resumed, so a ladder stopped at any moment (Ctrl-C, SIGKILL) goes on where it stopped
    when run again;
-3. evaluate every rung's checkpoints into the store (gptlab.evaluate.job.evaluate: bpb per domain of every
-   checkpoint; probe samples and their diagnosis on each rung's final checkpoint, or on every checkpoint with
-   --probes-on all; `gptlab demo`'s settings but 4 samples per probe unless flags say otherwise: LADDER_EVAL;
-   a result already stored is reused), record each rung (Store.put_ladder_rung) and write the report.
+3. record each rung in the store (Store.put_ladder_rung: axis value, parameters, tokens, FLOPs, budget);
+4. evaluate every rung into the store (gptlab.evaluate.job.evaluate): bpb per domain of every checkpoint, probe
+   samples and their diagnosis on each rung's final checkpoint (or on every checkpoint: --probes-on all), with
+   `gptlab demo`'s settings but 4 samples per probe unless flags say otherwise (LADDER_EVAL); a result already
+   stored is reused. Then write the report of all rungs (OUT/report).
 
 Under torchrun every rank trains each rung (DDP, as `gptlab train`), then every rank takes part in the
 evaluation (gptlab/evaluate/ranks.py); rank 0 alone writes the store's ladder rows and the report. The ranks
@@ -91,6 +92,32 @@ def train_rung(rung: Rung, i: int, n: int, device=None) -> None:
     say(f"      {time.time() - t0:.0f} s")
 
 
+def record(db: str, rungs: list[Rung]) -> None:
+    """Each rung's row in the store's ladder_rungs (rank 0 only)."""
+    store = Store(db)
+    try:
+        for rung in rungs:
+            store.put_ladder_rung(rung.row())
+    finally:
+        store.close()
+
+
+def evaluate_rungs(rungs: list[Rung], db: str, device, probes_on: str, options: dict) -> None:
+    """bpb of every checkpoint; probes and diagnosis of each rung's final checkpoint, or of every one."""
+    run_dirs = [str(r.run_dir) for r in rungs]
+    probes = options.pop("probes", True)
+    if probes_on == "all" or not probes:
+        say(f"[eval] every checkpoint of {len(rungs)} rungs (bpb per domain{', probes, diagnosis' * probes}) into "
+            f"{db} ...")
+        evaluate(run_dirs, db=db, device=device, probes=probes, **options)
+        return
+    say(f"[eval] bpb per domain of every checkpoint of {len(rungs)} rungs into {db} ...")
+    evaluate(run_dirs, db=db, device=device, probes=False, **options)
+    say(f"[eval] probes and diagnosis of each rung's final checkpoint ({options['samples']} samples per probe) ...")
+    finals = [str(r.run_dir / "checkpoints" / f"step_{r.steps:06d}") for r in rungs]
+    evaluate(finals, db=db, device=device, probes=True, **options)
+
+
 def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides=(), axis=None, values=None,
                tokens_per_param=None, flops=None, run_eval: bool = True, device=None, eval_options=None,
                probes_on: str = "final") -> dict | None:
@@ -113,37 +140,24 @@ def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides
     for i, rung in enumerate(rungs, 1):
         train_rung(rung, i, len(rungs), device)
     run_dirs = [str(r.run_dir) for r in rungs]
-    t1 = time.time()
+    if launched_world()[0] == 0:        # recorded once trained: an evaluation stopped midway keeps the ladder
+        record(db, rungs)
     report = None
     if run_eval:
-        options = dict(LADDER_EVAL, **(eval_options or {}))
-        probes = options.pop("probes", True)
-        if probes_on == "all" or not probes:
-            say(f"[eval] every checkpoint of {len(rungs)} rungs (bpb per domain{', probes, diagnosis' * probes}) "
-                f"into {db} ...")
-            evaluate(run_dirs, db=db, device=device, probes=probes, **options)
-        else:
-            say(f"[eval] bpb per domain of every checkpoint of {len(rungs)} rungs into {db} ...")
-            evaluate(run_dirs, db=db, device=device, probes=False, **options)
-            say(f"[eval] probes and diagnosis of each rung's final checkpoint ({options['samples']} samples per "
-                f"probe) ...")
-            evaluate([str(r.run_dir / "checkpoints" / f"step_{r.steps:06d}") for r in rungs], db=db, device=device,
-                     probes=True, **options)
+        t1 = time.time()
+        evaluate_rungs(rungs, db, device, probes_on, dict(LADDER_EVAL, **(eval_options or {})))
         say(f"      {time.time() - t1:.0f} s")
     if launched_world()[0] != 0:
-        return None                     # another rank under torchrun: it trained and evaluated; rank 0 records
-    store = Store(db)
-    try:
-        for rung in rungs:
-            store.put_ladder_rung(rung.row())
-        if run_eval:
-            t2 = time.time()
-            say("[report] writing the report ...")
-            paths = write_report(store, run_dirs, out / "report")
-            report = paths["html"]
-            say(f"      {time.time() - t2:.0f} s (total {time.time() - t0:.0f} s)")
-    finally:
-        store.close()
+        return None                     # another rank under torchrun: it trained and evaluated; rank 0 reports
+    if run_eval:
+        t2 = time.time()
+        say("[report] writing the report ...")
+        store = Store(db)
+        try:
+            report = write_report(store, run_dirs, out / "report")["html"]
+        finally:
+            store.close()
+        say(f"      {time.time() - t2:.0f} s (total {time.time() - t0:.0f} s)")
     if report is None:
         print(f"trained {len(rungs)} rungs under {out}; recorded in {db} (not evaluated: --no-eval)")
     else:
