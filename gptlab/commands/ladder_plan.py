@@ -10,17 +10,20 @@ them), distinct, ascending, each valid for that key (its Rule; whole numbers for
 
 The budget counts non-embedding parameters: the total less the token embedding table (the output head stays:
 it is a matmul every token pays for). That is the count FLOPs per token scale with (6 per parameter,
-GPT.flops_per_token), so tokens_per_param and flops agree on what a parameter is; it is also Kaplan et al.'s
-choice, where Chinchilla's 20 tokens per parameter counted the total. At tiny sizes the embedding table (vocab x
-width) dominates the total against 12 x width^2 per layer, and a total count would give every rung nearly the
-same tokens: the ladder would vary the model but hardly its training. Parameters are counted on a model built on the `meta` device (shapes
-only, no memory), so the count is the trained model's `num_params()` by construction; FLOPs per token are the
-model's own `flops_per_token()` (6 per non-embedding weight plus the attention term), the number training
-reports MFU with. The budget gives each rung its tokens: tokens_per_param x
-non-embedding parameters, or flops / FLOPs per token; steps = ceil(tokens / train.total_batch_tokens), so a
-rung trains on at least its budget. Each rung saves `ladder.checkpoints` evenly spaced checkpoints (the final
-one included) and evaluates val bpb at each: save_every = eval_every = ceil(steps / checkpoints). Warmup is
-capped at a tenth of a rung's steps so that the smallest rung does not spend its run warming up.
+GPT.flops_per_token), so tokens_per_param and flops agree on what a parameter is (Kaplan et al. counted
+non-embedding parameters too; Chinchilla's 20 per parameter counted the total, so at small sizes the same ratio
+here means fewer tokens than Chinchilla's). At tiny sizes the embedding table (vocab x width) dominates the
+total against 12 x width^2 per layer, and a total count would give every rung nearly the same tokens: the
+ladder would vary the model but hardly its training.
+
+Parameters are counted on a model built on the `meta` device (shapes only, no memory), so the count is the
+trained model's `num_params()` by construction; FLOPs per token are the model's own `flops_per_token()` (6 per
+non-embedding weight plus the attention term), the number training reports MFU with. A rung's tokens are
+tokens_per_param x non-embedding parameters, or flops / FLOPs per token; steps = ceil(tokens /
+train.total_batch_tokens), so a rung trains on at least its budget (the store records steps x batch). Each rung
+saves `ladder.checkpoints` evenly spaced checkpoints (the final one included) and evaluates val bpb at each:
+save_every = eval_every = ceil(steps / checkpoints). Warmup is capped at a tenth of a rung's steps so that the
+smallest rung does not spend its run warming up.
 
 The rungs share one tokenizer, the first rung's (RUN_DIR/tokenizer/tokenizer.json, trained by its run), so
 their bpb differ by the model only; unless the axis changes the tokenizer (model.vocab_size, tokenizer.*), in
