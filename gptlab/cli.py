@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gptlab import __version__
 from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
-from gptlab.commands import bench, diagnose_file
+from gptlab.commands import bench, diagnose_file, ladder_args
 from gptlab.commands import export as export_command
 from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
@@ -106,6 +106,16 @@ def _demo_args(p):
 def _demo(args):
     from gptlab.commands.demo import run_demo  # deferred: heavy (torch)
     run_demo(args.out, fresh=args.fresh)
+
+
+@command("ladder", ladder_args.HELP)
+def _ladder_args(p):
+    ladder_args.add_arguments(p, DEVICE)        # commands/ladder_args.py: the flags, then one library call
+
+
+@runs("ladder")
+def _ladder(args):
+    return ladder_args.run(args)
 
 
 # ---------------------------------------------------------------- (other commands register below)

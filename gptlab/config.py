@@ -3,8 +3,9 @@
     gptlab train demo --set train.steps=20        # a preset name, or a path to a TOML file
     python -m pytest tests/test_config.py tests/test_fuzz_config.py
 
-A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train], and an
-optional fifth, [logging] (W&B project and entity, TensorBoard folder: gptlab/trackers.py). Every field's
+A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train], and two
+optional ones, [logging] (W&B project and entity, TensorBoard folder: gptlab/trackers.py) and [ladder] (the
+sizes `gptlab ladder` trains the recipe at: gptlab/commands/ladder.py, docs/ladder.md). Every field's
 type and range is checked here, in one table (`RULES`), plus what no single field can say (`validate`): a bad
 value is a one-line GptlabError naming the file and the key (`train.log_every must be at least 1, got 0`), and
 unknown keys are errors too. Paths in a config are relative to the config file; a path starting with `gptlab:`
@@ -102,6 +103,16 @@ class LoggingConfig:                    # experiment trackers (gptlab/trackers.p
 
 
 @dataclass
+class LadderConfig:
+    """[ladder]: the sizes `gptlab ladder` trains (gptlab/commands/ladder_plan.py checks and plans them)."""
+    axis: str = "model.depth"           # the numeric key varied, table.key
+    values: list[float] = field(default_factory=lambda: [2, 4, 6, 8])     # one rung each: >= 3, ascending
+    tokens_per_param: float = 0.0       # budget: tokens per non-embedding parameter; 0: 20 unless flops is set
+    flops: float = 0.0                  # budget: training FLOPs per rung; 0: unset
+    checkpoints: int = 4                # evenly spaced checkpoints per rung, the final one included
+
+
+@dataclass
 class Config:
     name: str = "run"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -109,6 +120,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
     source: str = ""            # where it was loaded from (not a TOML key)
 
     def to_dict(self) -> dict:
@@ -172,9 +184,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("logging", "wandb_project"): Rule(text="label"),
     ("logging", "wandb_entity"): Rule(text="label"),
     ("logging", "tensorboard_dir"): Rule(text="path"),
+    ("ladder", "axis"): Rule(text="label"),         # a numeric key; it and the values: commands/ladder_plan.py
+    ("ladder", "values"): Rule(),
+    ("ladder", "tokens_per_param"): Rule(lo=0),
+    ("ladder", "flops"): Rule(lo=0),
+    ("ladder", "checkpoints"): Rule(lo=1, hi=1000),
 }
 TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig, "train": TrainConfig,
-          "logging": LoggingConfig}
+          "logging": LoggingConfig, "ladder": LadderConfig}
 
 
 def _show(value) -> str:
@@ -223,12 +240,18 @@ class _FieldError(GptlabError):
     """A bad value, before the file name is put in front of it."""
 
 
+def check_value(value, type_name: str, table: str, key: str, label: str):
+    """`value` as the type of field `type_name` with the rule of (table, key), or a GptlabError naming `label`."""
+    return _check(value, type_name, RULES[table, key], label)
+
+
 def _check(value, type_name: str, rule: Rule, key: str):
     """`value` as the field's type (int, float, str, bool, list[str], tuple[float, float]) within `rule`."""
-    if type_name == "list[str]":
+    if type_name.startswith("list["):           # list[str], list[float]
+        item, kind = type_name[5:-1], "strings" if type_name == "list[str]" else "numbers"
         if not isinstance(value, list):
-            raise _FieldError(f"{key} must be a list of strings, got {_show(value)}")
-        return [_check(v, "str", rule, f"{key}[{i}]") for i, v in enumerate(value)]
+            raise _FieldError(f"{key} must be a list of {kind}, got {_show(value)}")
+        return [_check(v, item, rule, f"{key}[{i}]") for i, v in enumerate(value)]
     if type_name.startswith("tuple"):
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise _FieldError(f"{key} must be a list of two numbers, got {_show(value)}")

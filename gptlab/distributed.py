@@ -40,6 +40,7 @@ class Dist:
     local_rank: int
     device: torch.device
     objects_group: object = field(default=None, repr=False)   # gloo group of the object collectives, made once
+    owns_group: bool = field(default=True, repr=False)        # made the process group, so `close` destroys it
 
     @property
     def is_writer(self) -> bool:
@@ -53,9 +54,10 @@ class Dist:
         if dev.type == "cuda" and world > 1:
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
-        if world > 1 and not td.is_initialized():
+        owns = world > 1 and not td.is_initialized()
+        if owns:
             td.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-        return cls(rank, world, local, dev)
+        return cls(rank, world, local, dev, owns_group=owns)
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -109,6 +111,8 @@ class Dist:
         return contextlib.nullcontext()
 
     def close(self) -> None:
-        if self.world > 1 and td.is_initialized():
+        """Destroy the process group if this Dist made it: a training inside a process that already joined one
+        (`gptlab ladder`'s rungs, one group for all of them) leaves it to its maker."""
+        if self.world > 1 and self.owns_group and td.is_initialized():
             td.destroy_process_group()
             self.objects_group = None

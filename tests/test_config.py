@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, TINY
 from gptlab import cli
-from gptlab.config import PRESETS_DIR, Config, DataConfig, DomainConfig, LoggingConfig, ModelConfig, \
+from gptlab.config import PRESETS_DIR, Config, DataConfig, DomainConfig, LadderConfig, LoggingConfig, ModelConfig, \
     TokenizerConfig, TrainConfig, load_config
 from gptlab.errors import GptlabError
 
@@ -186,9 +186,9 @@ def test_override_paths_and_values_are_checked_like_the_file():
 def test_config_dataclasses_are_all_covered_by_the_rules():
     from gptlab.config import RULES
     for cls, table in ((ModelConfig, "model"), (TokenizerConfig, "tokenizer"), (TrainConfig, "train"),
-                       (DomainConfig, "domain"), (LoggingConfig, "logging"), (Config, "")):
+                       (DomainConfig, "domain"), (LoggingConfig, "logging"), (LadderConfig, "ladder"), (Config, "")):
         for f in dataclasses.fields(cls):
-            if f.name in ("source", "model", "tokenizer", "data", "train", "domains", "logging"):
+            if f.name in ("source", "model", "tokenizer", "data", "train", "domains", "logging", "ladder"):
                 continue
             assert (table, f.name) in RULES, (table, f.name)
     assert DataConfig  # its one field (domains) is checked structurally
