@@ -53,8 +53,8 @@ def _rung_table(an) -> Table:
     rows = []
     for i, r in enumerate(an.ladder.rungs):
         rows.append([r.run, r.value, human(r.non_embedding_params), human(r.params), human(r.tokens),
-                     f"{r.tokens / max(r.params, 1):.1f}"] + [_iv(an.bpb[g][i]) for g in groups])
-    return Table(["rung", an.ladder.axis, "params (non-emb.)", "params (total)", "tokens", "tokens / param"]
+                     f"{r.tokens / max(r.non_embedding_params, 1):.1f}"] + [_iv(an.bpb[g][i]) for g in groups])
+    return Table(["rung", an.ladder.axis, "params (non-emb.)", "params (total)", "tokens", "tokens / non-emb. param"]
                  + [f"bpb {g}" for g in groups], rows, numeric=[False, True, True, True, True, True] +
                  [True] * len(groups), caption="bpb at each rung's last checkpoint, 95 % bootstrap intervals over "
                                                "the evaluation documents")
@@ -78,6 +78,8 @@ def _crossing(p) -> str:
     if c.status == Extrapolation.MEASURED:
         return f"{goal} from {human(c.x)} (measured)"
     if c.status == Extrapolation.NOT_REACHABLE:
+        if (p.fit.b <= 0) == p.below:
+            return f"never {goal}: it does not improve as bpb falls"
         return f"never {goal}: it needs a bpb below the fitted floor E"
     hi = "∞" if c.hi == float("inf") else human(c.hi)
     span = f"[{human(c.lo)}, {hi}]"
@@ -87,9 +89,16 @@ def _crossing(p) -> str:
     return f"{goal} at {at}: {c.status}"
 
 
+def _flat(p) -> bool:
+    """Failing at every rung (or passing at none): nothing to fit a trend to."""
+    return p.fit is not None and bool((p.k == p.n).all() if p.below else (p.k == 0).all())
+
+
 def _probe_table(an) -> Table:
     rows = []
     for p in an.probes:
+        if _flat(p):
+            continue
         if p.fit is None:
             rows.append([p.probe, p.metric] + ["–"] * len(an.ladder.rungs) + ["–", p.error])
             continue
@@ -98,6 +107,18 @@ def _probe_table(an) -> Table:
     return Table(["probe", "metric"] + [r.value for r in an.ladder.rungs] + ["slope per bpb", "size needed"], rows,
                  caption=f"columns: the ladder's {an.ladder.axis}; the size needed is in non-embedding parameters, "
                          f"with its 95 % interval; beyond {MAX_FACTOR:g}x the largest rung nothing is predicted")
+
+
+def _flat_note(an) -> list:
+    fails = [p.probe for p in an.probes if _flat(p) and p.below]
+    never = [p.probe for p in an.probes if _flat(p) and not p.below]
+    out = []
+    if fails:
+        out.append(P(f"Failing in every sample at every rung ({len(fails)} probes, so no trend to fit and no size "
+                     f"to predict): {', '.join(fails)}."))
+    if never:
+        out.append(P(f"Passing their tests in no sample at any rung: {', '.join(never)}."))
+    return out
 
 
 def _listed(items: list[str]) -> str:
@@ -120,14 +141,20 @@ def _size_table(an) -> Table:
     for factor in PREDICTED_FACTORS:
         can, cannot = [], []
         for p in fails:
+            if _flat(p):
+                continue
             iv = predict_at(an.loss[p.group], p.fit, top * factor)
             if iv.high < THRESHOLD:
                 can.append((iv.value, f"{p.probe} ({_pct(1 - iv.value)} clean [{_pct(1 - iv.high)}, "
                                       f"{_pct(1 - iv.low)}])"))
             elif iv.low >= THRESHOLD:
                 cannot.append((-iv.value, f"{p.probe} ({_pct(iv.value)} fail [{_pct(iv.low)}, {_pct(iv.high)}])"))
-        rows.append([f"{human(top * factor)} ({factor:g}x, predicted)", _listed([t for _, t in sorted(can)]),
-                     _listed([t for _, t in sorted(cannot)])])
+        flat = sum(_flat(p) for p in fails)
+        unknown = _listed([t for _, t in sorted(cannot)])
+        if flat:
+            skipped = f"not predicted: the {flat} probes that failed at every rung"
+            unknown = skipped if not cannot else f"{unknown}; {skipped}"
+        rows.append([f"{human(top * factor)} ({factor:g}x, predicted)", _listed([t for _, t in sorted(can)]), unknown])
     return Table(["size (non-embedding parameters)", "what it can do (clean more often than not)",
                   "what it cannot (fails more often than not)"], rows,
                  caption="measured rows cite each probe's share of clean (failing) samples at that rung; predicted "
@@ -156,13 +183,15 @@ def _one(store, name: str) -> list:
               _fit_table(an),
               P(f"How far to trust the extrapolation: the last column predicts the largest rung from the others, "
                 f"as a user would predict the next size.{loo_text}")]
-    if fits:
+    trends = [p for p in fits if not _flat(p)]
+    if trends:
         bpb_of = {g: [iv.value for iv in ivs] for g, ivs in an.bpb.items()}
-        blocks += [Figure("ladder_capability", ladder_plots.capability_svg(fits, bpb_of),
+        blocks += [Figure("ladder_capability", ladder_plots.capability_svg(trends, bpb_of),
                           "each probe's rate at each rung against the bpb of its domain group, with a logistic fit"),
-                   _probe_table(an),
-                   P("**What each size can do**, measured at each rung and predicted beyond it:"),
-                   _size_table(an)]
+                   _probe_table(an)]
+    if fits:
+        blocks += _flat_note(an) + [P("**What each size can do**, measured at each rung and predicted beyond it:"),
+                                    _size_table(an)]
     blocks += [Note(n, "info") for n in an.notes]
     return blocks
 
