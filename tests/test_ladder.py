@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,8 @@ from gptlab.commands.ladder_plan import budget_of, count_params, plan_ladder
 from gptlab.config import load_config
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Three depths of a model small enough to train a few steps each in about a second.
 LADDER = """name = "tl"
@@ -204,9 +207,18 @@ def test_a_tiny_ladder_trains_evaluates_records_and_reports(ladder_toml, suite, 
             (rung.name, int(s.removeprefix("step_"))) for s in steps}
         assert {(run, step) for run, step, *_ in samples if run == rung.name} == {(rung.name, rung.steps)}
     assert len(samples) == 3 * 2 * 4 * 2        # rungs x probes x samples x lengths
-    again = run_gptlab("ladder", ladder_toml, "--out", out, "--suite", suite, timeout=300)
+    assert "## Capability by size" in (out / "report" / "report.md").read_text()
+    pytest.importorskip("lm_eval")
+    tasks = ROOT / "tests" / "data" / "lmeval"
+    again = run_gptlab("ladder", ladder_toml, "--out", out, "--suite", suite, "--tasks", "gptlab_tiny_rolling",
+                       "--include-path", tasks, "--limit", "3", timeout=300)
     assert again.returncode == 0 and again.stderr.count("reusing") == 3, again.stderr
     assert store_rows(out / "results.sqlite") == (rungs, bpb, samples)
+    con = sqlite3.connect(out / "results.sqlite")
+    scored = con.execute("SELECT m.run, m.step FROM benchmarks b JOIN models m USING (weights_hash) "
+                         "ORDER BY 1").fetchall()
+    con.close()
+    assert scored == [(rung.name, rung.steps) for rung in plan]      # each rung's final checkpoint, once
 
 
 def test_no_eval_trains_and_records_only(ladder_toml, tmp_path):

@@ -100,6 +100,8 @@ def test_the_law_behind_the_rungs_is_recovered_within_its_interval(analysis):
     assert abs(fit.alpha - ALPHA) < 0.1
     assert analysis.loss["code"].E > fit.E                  # code sits 0.3 higher
     assert set(analysis.loss) == {ALL, "code", "general"}
+    # C = 120 N^2 FLOPs here, so against compute the pooled law's exponent is half of alpha
+    assert analysis.compute.symbol == "C" and abs(analysis.compute.alpha - ALPHA / 2) < 0.05, analysis.compute.form
     loo = analysis.loo_loss["general"]                       # 4 rungs: the largest predicted from three
     assert loo.inside and abs(loo.rel_error) < 0.05, loo
 

@@ -14,7 +14,8 @@
 4. evaluate every rung into the store (gptlab.evaluate.job.evaluate): bpb per domain of every checkpoint, probe
    samples and their diagnosis on each rung's final checkpoint (or on every checkpoint: --probes-on all), with
    `gptlab demo`'s settings but 4 samples per probe unless flags say otherwise (LADDER_EVAL); a result already
-   stored is reused. Then write the report of all rungs (OUT/report).
+   stored is reused; with --tasks, also lm-evaluation-harness scores of each rung's final checkpoint
+   (gptlab.evaluate.benchmarks.run_benchmarks, rank 0). Then write the report of all rungs (OUT/report).
 
 Under torchrun every rank trains each rung (DDP, as `gptlab train`), then every rank takes part in the
 evaluation (gptlab/evaluate/ranks.py); rank 0 alone writes the store's ladder rows and the report. The ranks
@@ -36,6 +37,7 @@ from gptlab.config import load_config
 from gptlab.distributed import launched_world
 from gptlab.errors import GptlabError
 from gptlab.evaluate import ranks
+from gptlab.evaluate.benchmarks import run_benchmarks
 from gptlab.evaluate.job import evaluate
 from gptlab.report import write_report
 from gptlab.store import Store
@@ -114,16 +116,17 @@ def evaluate_rungs(rungs: list[Rung], db: str, device, probes_on: str, options: 
     say(f"[eval] bpb per domain of every checkpoint of {len(rungs)} rungs into {db} ...")
     evaluate(run_dirs, db=db, device=device, probes=False, **options)
     say(f"[eval] probes and diagnosis of each rung's final checkpoint ({options['samples']} samples per probe) ...")
-    finals = [str(r.run_dir / "checkpoints" / f"step_{r.steps:06d}") for r in rungs]
+    finals = [str(r.final_dir) for r in rungs]
     evaluate(finals, db=db, device=device, probes=True, **options)
 
 
 def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides=(), axis=None, values=None,
                tokens_per_param=None, flops=None, run_eval: bool = True, device=None, eval_options=None,
-               probes_on: str = "final") -> dict | None:
+               probes_on: str = "final", bench: dict | None = None) -> dict | None:
     """Plan, train, evaluate, record and report a ladder (module docstring). `eval_options`: keyword arguments of
     gptlab.evaluate.job.evaluate over LADDER_EVAL; `probes_on`: "final" (each rung's final checkpoint is sampled
-    and diagnosed, every checkpoint gets bpb) or "all". Returns {"rungs", "db", "report"} on rank 0 (report None
+    and diagnosed, every checkpoint gets bpb) or "all"; `bench`: run_benchmarks' tasks and options for each
+    rung's final checkpoint (None: no benchmark). Returns {"rungs", "db", "report"} on rank 0 (report None
     with run_eval=False), None on the other ranks under torchrun."""
     if probes_on not in PROBES_ON:
         raise GptlabError(f"--probes-on {probes_on!r}: expected final or all")
@@ -149,6 +152,11 @@ def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides
         say(f"      {time.time() - t1:.0f} s")
     if launched_world()[0] != 0:
         return None                     # another rank under torchrun: it trained and evaluated; rank 0 reports
+    if run_eval and bench:
+        say(f"[bench] {bench['tasks']} on each rung's final checkpoint ...")
+        run_benchmarks([str(r.final_dir) for r in rungs], bench["tasks"], db=db, num_fewshot=bench["num_fewshot"],
+                       limit=bench["limit"], include_path=bench["include_path"], device=device,
+                       echo=lambda line: say(f"      {line}"))
     if run_eval:
         t2 = time.time()
         say("[report] writing the report ...")

@@ -45,6 +45,11 @@ def add_arguments(p, device_flag: dict) -> None:
     p.add_argument("--no-exec", action="store_true", help="diagnose without executing the probes' tests")
     p.add_argument("--threads", default="1", help="CPU threads for the evaluation (default 1: fastest for tiny "
                    "models and on a busy machine)")
+    p.add_argument("--tasks", help="also score each rung's final checkpoint on these lm-evaluation-harness tasks "
+                   "(comma-separated, as gptlab bench; needs the extra [bench]); the report shows them per rung")
+    p.add_argument("--num-fewshot", type=int, help="with --tasks: examples per prompt (default: each task's own)")
+    p.add_argument("--limit", help="with --tasks: documents per task (a number, or a fraction below 1)")
+    p.add_argument("--include-path", metavar="DIR", help="with --tasks: a folder of task YAMLs of your own")
     p.add_argument("--device", **device_flag)
 
 
@@ -89,8 +94,14 @@ def run(args) -> int:
     check_options(options)
     if options["probes"] and not args.no_eval:
         load_suite(args.suite)          # a bad suite: one line now, not after the training
+    bench = None
+    if args.tasks is not None and not args.no_eval:
+        from gptlab.evaluate.benchmarks import check_limit, parse_tasks, require_lm_eval  # deferred: heavy (torch)
+        require_lm_eval()               # a missing extra or a bad flag: one line now, not after the training
+        bench = dict(tasks=",".join(parse_tasks(args.tasks)), num_fewshot=args.num_fewshot,
+                     limit=check_limit(args.limit), include_path=args.include_path)
     run_ladder(args.config, args.out, db=args.db, overrides=args.set, axis=args.axis, values=values,
                tokens_per_param=one(args.tokens_per_param, float, "--tokens-per-param"),
                flops=one(args.flops, float, "--flops"), run_eval=not args.no_eval, device=args.device,
-               eval_options=options, probes_on=args.probes_on)
+               eval_options=options, probes_on=args.probes_on, bench=bench)
     return 0

@@ -70,6 +70,11 @@ class Rung:
     def flops(self) -> float:
         return self.flops_per_token * self.tokens
 
+    @property
+    def final_dir(self) -> Path:
+        """The checkpoint folder of the rung's last step."""
+        return self.run_dir / "checkpoints" / f"step_{self.steps:06d}"
+
     def row(self) -> dict:
         """The store's ladder_rungs row (Store.put_ladder_rung)."""
         return dict(ladder=self.ladder, run=self.name, axis=self.axis, value=self.value, position=self.position,

@@ -13,7 +13,8 @@ the failure rate (any mode) and, for probes with tests, pass@1 against the bpb o
 
   * size is the rung's non-embedding parameter count N (Kaplan et al. 2020: the embedding table's share of a
     tiny model's total is large and says little about its capacity; the total is shown beside it);
-  * bpb = E + A * N^-alpha with bootstrap intervals over the evaluation documents and the fitted points;
+  * bpb = E + A * N^-alpha with bootstrap intervals over the evaluation documents and the fitted points; the
+    same law over all domains against the rung's training compute C in FLOPs (the store's planned FLOPs);
   * rate = logistic(a + b * bpb), binomial counts pooled over the rung's samples of every length;
   * each probe's predicted crossing: the size at which its failure rate falls below 50 % (pass@1 rises above
     50 %), "beyond the ladder's range" past MAX_FACTOR x the largest rung;
@@ -98,6 +99,7 @@ class Analysis:
     probes: list[ProbeFit]
     loo_loss: dict[str, object]             # group -> LooCheck (needs >= 4 rungs)
     loo_rate: object | None                 # the pooled failure rate's LooCheck
+    compute: object | None = None           # bpb (all domains) against training FLOPs C: E + A * C^-alpha
     notes: list[str] = field(default_factory=list)
 
 
@@ -166,6 +168,11 @@ def analyse(ladder: Ladder, *, resamples: int = RESAMPLES, seed: int = 0) -> Ana
         loss[g] = fit_loss_curve(x, y, y_reps=reps[g], resamples=resamples, seed=seed, key=f"{ladder.name} {g}")
         if len(x) >= MIN_RUNGS + 1:
             loo_loss[g] = leave_one_out(x, y, y_reps=reps[g], resamples=resamples, seed=seed)
+    flops = np.array([r.flops for r in ladder.rungs], dtype=float)
+    compute = None
+    if (flops > 0).all() and len(set(flops)) == len(flops):
+        compute = fit_loss_curve(flops, np.array([iv.value for iv in bpb[ALL]]), y_reps=reps[ALL],
+                                 resamples=resamples, seed=seed, key=f"{ladder.name} compute", symbol="C")
     probes = []
     for name in sorted(ladder.meas.probes):
         info = ladder.meas.probes[name]
@@ -192,7 +199,7 @@ def analyse(ladder: Ladder, *, resamples: int = RESAMPLES, seed: int = 0) -> Ana
         n = sum(p.n for p in fails)
         ys = np.array([iv.value for iv in bpb[ALL]])
         loo_rate = leave_one_out_capability(ys, k, n, bpb_reps=reps[ALL], resamples=resamples, seed=seed)
-    return Analysis(ladder, loss, bpb, probes, loo_loss, loo_rate, notes)
+    return Analysis(ladder, loss, bpb, probes, loo_loss, loo_rate, compute, notes)
 
 
 def rate_at_size(analysis: Analysis, probe: str, metric: str, size: float) -> stats.Interval:

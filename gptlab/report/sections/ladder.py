@@ -20,14 +20,7 @@ from __future__ import annotations
 
 import math
 
-from gptlab.compare.ladder import (
-    MAX_FACTOR,
-    MIN_RUNGS,
-    THRESHOLD,
-    analyse,
-    ladder_names,
-    load_ladder,
-)
+from gptlab.compare.ladder import ALL, MAX_FACTOR, MIN_RUNGS, THRESHOLD, analyse, ladder_names, load_ladder
 from gptlab.errors import GptlabError
 from gptlab.report import ladder_plots
 from gptlab.report.blocks import Figure, Note, P, Table, human
@@ -67,6 +60,10 @@ def _fit_table(an) -> Table:
         check = "–" if loo is None else (f"{loo.predicted.text(3)} vs {loo.actual:.3f} measured "
                                          f"({loo.rel_error:+.1%}{'' if loo.inside else ', outside'})")
         rows.append([g, fit.form, fit.interval_E.text(3), fit.interval_alpha.text(3), f"{fit.rmse:.4f}", check])
+    if an.compute is not None:
+        fit = an.compute
+        rows.append([f"{ALL}, by compute (C in FLOPs)", fit.form, fit.interval_E.text(3), fit.interval_alpha.text(3),
+                     f"{fit.rmse:.4f}", "–"])
     return Table(["group", "law", "E (irreducible) [95 %]", "alpha [95 %]", "rmse", "largest rung from the others"],
                  rows, numeric=[False, False, True, True, True, False])
 
