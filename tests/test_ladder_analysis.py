@@ -102,6 +102,7 @@ def test_the_law_behind_the_rungs_is_recovered_within_its_interval(analysis):
     assert set(analysis.loss) == {ALL, "code", "general"}
     # C = 120 N^2 FLOPs here, so against compute the pooled law's exponent is half of alpha
     assert analysis.compute.symbol == "C" and abs(analysis.compute.alpha - ALPHA / 2) < 0.05, analysis.compute.form
+    assert analysis.compute_at(4 * SIZES[-1]) == pytest.approx(6.0 * 20 * (4 * SIZES[-1]) ** 2, rel=1e-6)
     loo = analysis.loo_loss["general"]                       # 4 rungs: the largest predicted from three
     assert loo.inside and abs(loo.rel_error) < 0.05, loo
 

@@ -102,6 +102,14 @@ class Analysis:
     compute: object | None = None           # bpb (all domains) against training FLOPs C: E + A * C^-alpha
     notes: list[str] = field(default_factory=list)
 
+    def compute_at(self, size: float) -> float:
+        """Training FLOPs a rung of `size` non-embedding parameters would get under this ladder's budget rule:
+        log C linear in log N through the rungs (C ~ N^2 at a fixed tokens-per-parameter ratio)."""
+        n = self.ladder.sizes
+        c = np.array([r.flops for r in self.ladder.rungs], dtype=float)
+        slope, intercept = np.polyfit(np.log(n), np.log(c), 1)
+        return float(np.exp(intercept + slope * np.log(size)))
+
 
 def ladder_names(store, runs: set[str] | None = None) -> list[str]:
     """Ladders with at least one rung among `runs` (None: every ladder in the store)."""

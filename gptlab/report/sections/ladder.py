@@ -68,8 +68,9 @@ def _fit_table(an) -> Table:
                  rows, numeric=[False, False, True, True, True, False])
 
 
-def _crossing(p) -> str:
-    """Where the probe's rate crosses 50 %, in words and non-embedding parameters."""
+def _crossing(p, an) -> str:
+    """Where the probe's rate crosses 50 %, in words, non-embedding parameters and the training compute the
+    ladder's budget rule would give that size."""
     c = p.crossing
     goal = f"{'below' if p.below else 'above'} {_pct(THRESHOLD)}"
     if c.status == Extrapolation.MEASURED:
@@ -82,7 +83,7 @@ def _crossing(p) -> str:
     span = f"[{human(c.lo)}, {hi}]"
     at = f"{human(c.x)} {span}" if math.isfinite(c.x) else span
     if c.status == Extrapolation.PREDICTED:
-        return f"{goal} at {at}"
+        return f"{goal} at {at} (~{an.compute_at(c.x):.2g} FLOPs)"
     return f"{goal} at {at}: {c.status}"
 
 
@@ -100,7 +101,7 @@ def _probe_table(an) -> Table:
             rows.append([p.probe, p.metric] + ["–"] * len(an.ladder.rungs) + ["–", p.error])
             continue
         rows.append([p.probe, p.metric] + [f"{_pct(r)} ({int(k)}/{int(n)})" for r, k, n in zip(p.rates, p.k, p.n)]
-                    + [f"{p.fit.b:+.2f}", _crossing(p)])
+                    + [f"{p.fit.b:+.2f}", _crossing(p, an)])
     return Table(["probe", "metric"] + [r.value for r in an.ladder.rungs] + ["slope per bpb", "size needed"], rows,
                  caption=f"columns: the ladder's {an.ladder.axis}; the size needed is in non-embedding parameters, "
                          f"with its 95 % interval; beyond {MAX_FACTOR:g}x the largest rung nothing is predicted")
