@@ -1,6 +1,6 @@
 """The real set's accuracy on two halves split by model: one half to tune the detectors on, one held out.
 
-    python bench/diagnose_real_split.py [--errors tuning|heldout|all] [--mode MODE] [--json OUT]
+    python bench/diagnose_real_split.py [--only tuning|heldout|all] [--errors] [--mode MODE] [--json OUT]
 
 tests/data/diagnose_real.jsonl has 42 samples from each of ten checkpoints (model, step). The halves are fixed
 here, each with gptlab models of both depths, two peer models and every language (each checkpoint answered
@@ -9,8 +9,9 @@ the same 21 probes twice):
 * held out: gptlab-d4 step 600, gptlab-d6 steps 100 and 400, nanogpt-char, hf-gpt2-200steps.
 Errors are read on the tuning half only; the held-out half is scored to see whether a change generalises.
 Prints precision / recall / positives per mode and micro P / R / F1 (gptlab.diagnose.scoring, the scoring of
-tests/test_diagnose_accuracy.py) on each half and on all 420. `--errors tuning` also lists that half's false
-negatives and false positives per mode (`--mode` to pick one), with the completion and the evidence.
+tests/test_diagnose_accuracy.py) on each half and on all 420. `--errors` also lists the printed halves' false
+negatives and false positives per mode (`--mode` to pick one), with the completion and the evidence. While
+tuning, run with `--only tuning --errors`: the held-out half is then neither scored nor printed.
 """
 
 from __future__ import annotations
@@ -53,14 +54,17 @@ def errors(rows, diagnoses, only_mode=None) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--errors", choices=("tuning", "heldout", "all"))
+    ap.add_argument("--only", choices=("tuning", "heldout", "all"), help="score this part only")
+    ap.add_argument("--errors", action="store_true", help="list false negatives and false positives")
     ap.add_argument("--mode")
     ap.add_argument("--json", type=Path, help="write the per-half tables here")
     args = ap.parse_args()
     rows = [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.only in ("tuning", "heldout"):
+        rows = [r for r in rows if half(r) == args.only]
     diagnoses = diagnose_many([sample_from_dict(r) for r in rows], execute=isolation() is not None)
     tables = {}
-    for name in ("tuning", "heldout", "all"):
+    for name in (args.only,) if args.only else ("tuning", "heldout", "all"):
         pick = [i for i, r in enumerate(rows) if name == "all" or half(r) == name]
         sub_rows, sub_diag = [rows[i] for i in pick], [diagnoses[i] for i in pick]
         table = score(sub_rows, sub_diag)
@@ -68,7 +72,7 @@ def main():
                         "checkpoints": sorted({f"{r['model']}@{r['step']}" for r in sub_rows})}
         print(f"\n== {name}: {len(pick)} samples, {', '.join(tables[name]['checkpoints'])}")
         print(render({m: t for m, t in table.items() if t["tp"] + t["fn"] + t["fp"]}))
-        if args.errors == name:
+        if args.errors:
             print(errors(sub_rows, sub_diag, args.mode))
     if args.json:
         args.json.write_text(json.dumps(tables, indent=1), encoding="utf-8")
