@@ -241,18 +241,6 @@ def test_a_docstring_left_open_is_read_as_written():
     assert closed.failed and closed.evidence["reason"] == "only comments and closing brackets"
 
 
-@pytest.mark.parametrize("language,line,kind", [
-    ("go", "        self._sign = self._int", "foreign"),       # only Python has `self`
-    ("jsx", "   If result None = raiseit2 self", "foreign"),
-    ("go", "        port = value", "plain"),                    # valid in many languages
-    ("python", "        self._sign = self._int", "code"),
-    ("sql", "        context by (the", "junk"),                  # lower-case `by` is English, not SQL
-    ("sql", "select name from users where id = 1;", "code"),
-])
-def test_words_only_another_language_has(language, line, kind):
-    assert classify_line(line, line, language) == kind
-
-
 LLMC_JUNK = (" anchors..sign a invalid - *\n 2,>.indentwidth\n        1):snan_\n        the elif called if self, "
              "already and bothisabstractmethod Look:]\n    and_\n   : if type None\n        flagssubclass(format "
              "(1 and(\n")

@@ -100,11 +100,3 @@ def test_coined_parts_of_glued_tokens_are_checked_and_real_identifiers_pass():
     g = invented_words("Explain the quarter.", HUMAN_IDENTIFIERS)
     assert not g.failed and g.metrics["invented_words"] == 0
 
-
-def test_pythons_own_names_in_a_prose_answer_are_not_invented():
-    # llmc's tiny GPT-2 (trained on Python's standard library) answers prose probes with its names
-    code_answer = ("Return the value of getitem if isinstance of the other is true, else divmod the number, "
-                   "setdefault the key and return the parenleft of the list.")
-    f = invented_words("How does compound interest work?", code_answer)
-    assert not f.failed and f.metrics["invented_words"] == 1          # "parenleft" only
-    assert is_english("isinstance") and is_english("getitem") and not is_english("parenleft")

@@ -14,15 +14,13 @@ in no English word list: wordfreq's "best" English list (321,180 words, from Wik
 books, the web...), also after taking off one common inflection or prefix ("spyglasses", "reemitted") when
 what remains is a word of Zipf frequency >= BASE_ZIPF (the list's rarest entries, "caut", "sust", would
 otherwise excuse "cauts", "sustes"); "es" comes off only after s, x, z, ch, sh or o ("speares" is not
-"spear"). Python's own names (`isinstance`, `getitem`: python_names) are not invented either. Typos and rare words exist in human text too, so one invented word is not
+"spear"). Typos and rare words exist in human text too, so one invented word is not
 a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
 or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
 """
 
 from __future__ import annotations
 
-import builtins
-import keyword
 import math
 import re
 from collections import Counter
@@ -56,17 +54,6 @@ def english_words() -> dict[str, float]:
     return wordfreq.get_frequency_dict("en", wordlist="best")
 
 
-@lru_cache(maxsize=1)
-def python_names() -> frozenset[str]:
-    """Python's own names, lower-cased and without underscores: keywords, builtins and the core types' methods
-    (`isinstance`, `getitem` of `__getitem__`, `divmod`). A prose probe answered with code has them; they are
-    names a reader can look up, not coined words."""
-    names = {n.lower() for n in dir(builtins) + keyword.kwlist}
-    for kind in (object, int, float, str, list, dict, set, tuple, type, BaseException):
-        names |= {n.strip("_").lower() for n in dir(kind)}
-    return frozenset(names)
-
-
 def _common(word: str, zipf: float = BASE_ZIPF) -> bool:
     """In the list at Zipf frequency (log10 of occurrences per billion words) >= zipf."""
     f = english_words().get(word)
@@ -76,7 +63,7 @@ def _common(word: str, zipf: float = BASE_ZIPF) -> bool:
 def is_english(word: str) -> bool:
     """In the English word list, as written or with one common inflection or prefix taken off a common stem."""
     w = word.lower().replace("’", "'")
-    if w in english_words() or w in python_names():
+    if w in english_words():
         return True
     for suffix in _SUFFIXES:
         if w.endswith(suffix) and len(w) - len(suffix) >= 4:

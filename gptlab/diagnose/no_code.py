@@ -13,22 +13,21 @@ Read on the completion's part of the program (program.py), with strings and comm
   `f(x);`, `PORT=8080`): such a line is valid in many languages, so it is shared out like the marked lines
   around it. With k code and f foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it
   counts as code;
-* foreign as well: an unmarked line with none of the probe language's keywords but a word that only another
-  language of the suite has (DISTINCT: `self` or `elif` in a Go probe, `func` or `nil` in a Python one);
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
   broken line with the language's words, `def __c, empailstd)`, is plain): shared out like a plain line when
   some line of the completion is code in the probe's language, or the completion's code uses more words only
-  the probe's language has than words only others have (broken code: Python junk full of `self` and `elif`
-  in a Python probe), otherwise not code;
+  the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only the
+  suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
+  same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
 weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
 The failure: no code or plain line at all, or code_share < CODE_SHARE.
 Comments alone are not code, but a completion that is all inside a string or comment it never closes (a
-docstring opened and left open, code written inside it) is read as written. SQL's lower-case keywords count
-only where they are not English (`select`, `from`, `where`, `join`). Empty completions fail with "empty".
+docstring opened and left open, code written inside it) is read as written. Empty completions fail with
+"empty".
 """
 
 from __future__ import annotations
@@ -61,12 +60,8 @@ def classify_line(raw: str, masked: str, language: str) -> str:
     if language == "java" and re.search(r"[\w\]]\s*$", masked):
         return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
     names = set(re.findall(r"[A-Za-z_]\w*", masked))
-    if any(KEYWORDS[lang] & names for lang in own):
-        return "plain"   # broken code that uses the language's own words
-    if set(_BARE_NAME.findall(masked)) & _others_words(language):
-        return "foreign"  # words that only another language uses: `self._sign = x` in a Go probe
-    if _STATEMENT.match(raw) or _STATEMENT.match(masked):
-        return "plain"   # a statement valid in many languages
+    if _STATEMENT.match(raw) or _STATEMENT.match(masked) or any(KEYWORDS[lang] & names for lang in own):
+        return "plain"   # a statement, or broken code that uses the language's own words
     return "junk"
 
 
@@ -81,11 +76,12 @@ KEYWORDS = {lang: frozenset(words.split()) for lang, words in {
                   "export import console",
     "jsx": "function return const let var if else for while null undefined this new class async await export "
            "import console className props useState useEffect",
-    "sql": "SELECT FROM WHERE GROUP BY ORDER JOIN ON AS AND OR COUNT SUM AVG LIMIT HAVING select from where join",
-}.items()}   # SQL's lower-case `and`, `on`, `by`... are English, and junk of every language has them
+    "sql": "SELECT FROM WHERE GROUP BY ORDER JOIN ON AS AND OR COUNT SUM AVG LIMIT HAVING select from where "
+           "group by order join on as and or count sum avg limit having",
+}.items()}
 
 # words that no other language of the suite uses and no English sentence does (not `boolean`, SQL has it; not
-# `except` or `defer`): a broken line with them and none of the probe's own words is an attempt at that other language
+# `except` or `defer`): junk that has more of the probe language's than of the others' is broken code
 DISTINCT = {lang: frozenset(words.split()) for lang, words in {
     "python": "def self elif None True False isinstance lambda",
     "go": "func nil chan fmt struct",
