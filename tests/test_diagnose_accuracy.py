@@ -25,6 +25,7 @@ import pytest
 
 from gptlab.diagnose import MODES, diagnose_many
 from gptlab.diagnose.io import sample_from_dict
+from gptlab.diagnose.scoring import render, score
 from gptlab.sandbox import isolation
 
 DATA = Path(__file__).parent / "data"
@@ -34,27 +35,6 @@ REAL = DATA / "diagnose_real.jsonl"
 FLOOR = 0.7
 # Modes that the written sets predate: they have no positives there (and must find none).
 LATER_MODES = ("invented_words",)
-
-
-def score(rows, diagnoses) -> dict:
-    table = {}
-    for mode in MODES:
-        tp = sum(mode in d.failures and mode in r["labels"] for r, d in zip(rows, diagnoses))
-        fp = sum(mode in d.failures and mode not in r["labels"] for r, d in zip(rows, diagnoses))
-        fn = sum(mode not in d.failures and mode in r["labels"] for r, d in zip(rows, diagnoses))
-        table[mode] = {"tp": tp, "fp": fp, "fn": fn,
-                       "precision": tp / (tp + fp) if tp + fp else None,
-                       "recall": tp / (tp + fn) if tp + fn else None}
-    return table
-
-
-def render(table) -> str:
-    lines = [f"{'mode':22} {'labelled':>8} {'found':>6} {'precision':>9} {'recall':>7}"]
-    for mode, t in table.items():
-        p = "-" if t["precision"] is None else f"{t['precision']:.2f}"
-        r = "-" if t["recall"] is None else f"{t['recall']:.2f}"
-        lines.append(f"{mode:22} {t['tp'] + t['fn']:8d} {t['tp'] + t['fp']:6d} {p:>9} {r:>7}")
-    return "\n".join(lines)
 
 
 def load(path):

@@ -3,7 +3,7 @@
 import pytest
 
 from gptlab.diagnose import Sample, diagnose, diagnose_many
-from gptlab.diagnose.no_code import _is_prose, classify_line, no_code
+from gptlab.diagnose.no_code import _is_prose, classify_line, ends_open, no_code
 from gptlab.diagnose.program import build_program
 from gptlab.diagnose.missing_requirement import VOCABULARY, known, missing_requirement, run_on_schema
 from gptlab.diagnose.syntax_error import parse
@@ -225,3 +225,29 @@ def test_unsupported_language_is_a_clear_note():
 def test_a_correct_one_line_body_is_code(prefix, completion, language):
     d = diagnose(Sample("one", "code", prefix, completion, language=language, code_prefix=prefix), execute=False)
     assert "no_code" not in d.failures and "syntax_error" not in d.failures, d.evidence
+
+
+# ---------------------------------------------------------------- no_code against syntax_error on real junk
+# (the real-output set's tuning half: junk in the probe's own language is broken code, other junk is no code)
+
+def test_a_docstring_left_open_is_read_as_written():
+    junk = ('        """Returnsast ex:\n            except for cname = dsign, context=None):\n'
+            '    def __def (self, raiseit=True)\n                    self._buffer\n')
+    assert ends_open("def square(x):\n" + junk, "python")
+    f = no_code(build_program("def square(x):\n", junk, "python"), "python")
+    assert not f.failed and f.metrics["code_lines"] >= 2      # broken Python, for syntax_error
+    assert not ends_open('def square(x):\n    """Return the square of x."""\n', "python")
+    closed = no_code(build_program("def square(x):\n", '    """Return the square of x."""\n', "python"), "python")
+    assert closed.failed and closed.evidence["reason"] == "only comments and closing brackets"
+
+
+LLMC_JUNK = (" anchors..sign a invalid - *\n 2,>.indentwidth\n        1):snan_\n        the elif called if self, "
+             "already and bothisabstractmethod Look:]\n    and_\n   : if type None\n        flagssubclass(format "
+             "(1 and(\n")
+
+
+def test_junk_with_the_probes_own_words_is_broken_code_elsewhere_no_code():
+    own = no_code(build_program("for i in range(n):\n", LLMC_JUNK, "python"), "python")
+    assert not own.failed and own.metrics["junk_lines"] >= 3          # Python's `elif`, `self`, `None`
+    other = no_code(build_program("func Reverse(s string) string {\n", LLMC_JUNK, "go"), "go")
+    assert other.failed                                                 # the same junk is not Go

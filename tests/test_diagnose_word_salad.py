@@ -67,3 +67,36 @@ def test_a_whole_short_sentence_of_the_prompt_copied_is_an_echo():
     assert f.evidence["span"].startswith("The function does not take any additional arguments")
     # the same words without the whole sentence (a fragment) are not an echo
     assert not prompt_echo(prompt, "It does not take any additional input.", code=True).failed
+
+
+# What a small model wrote under 10-K risk-factor prompts (the real-output set's tuning half): coined words
+# made of a rare list entry plus an inflection ("cauts" = "caut" + s) are invented.
+RARE_STEMS = ("Our business infrastructure and systems are also edmediate, integrating firs with a security, and "
+              "direct sigurement in the cauts and densing caps with sinking our systems and the sustes of our "
+              "associates.")
+HUMAN_10K = ("Unamortized debt issuance costs are presented as a reduction of the carrying amount of the notes. "
+             "The churches, heroes and watches of the region appear in our boxes of spyglasses, which we reemitted "
+             "to the sortation centers of our retailers.")
+
+
+def test_an_inflection_excuses_a_word_only_when_its_stem_is_a_common_word():
+    assert not is_english("cauts") and not is_english("sustes") and not is_english("speares")
+    assert is_english("unamortized") and is_english("churches") and is_english("heroes")
+    f = invented_words("Item 1A. Risk Factors", RARE_STEMS)
+    assert f.failed and {"cauts", "sustes", "sigurement", "edmediate"} <= set(f.evidence["words"])
+    assert invented_words("Item 7. Management's Discussion", HUMAN_10K).metrics["invented_words"] == 0
+
+
+# A prose probe answered with code junk (the real set's nanochat samples): the coined parts of glued tokens count.
+GLUED_JUNK = (" emptygndexError file10**p{e > 5), and ( text seledelher127')\n        Decimal('2'))\n"
+              "        return context =is_special:\n        if self._int, file in prec, areamcc_N= 310):\n")
+HUMAN_IDENTIFIERS = ("Revenue from snake_case_name tools rose 12% as McKesson and COVID19 testing partners, utf8 "
+                     "encoders and the getItem_2 API (see api_v2.example.com) shipped 3Q22 upgrades to devices.")
+
+
+def test_coined_parts_of_glued_tokens_are_checked_and_real_identifiers_pass():
+    f = invented_words("Why does water expand when it freezes?", GLUED_JUNK)
+    assert f.failed and {"emptygndex", "seledelher", "areamcc"} <= set(f.evidence["words"])
+    g = invented_words("Explain the quarter.", HUMAN_IDENTIFIERS)
+    assert not g.failed and g.metrics["invented_words"] == 0
+

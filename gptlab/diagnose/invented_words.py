@@ -6,15 +6,22 @@
 A word is checked when a reader could look it up: a run of >= 3 lower-case ASCII letters (apostrophes inside
 kept; so no acronym, camelCase or capitalised word, which may be a name: "Olsavsky", "Trokelowe") that is not
 glued to a digit, underscore, dot, slash or @ (code identifiers, file names, URLs, e-mail addresses) and not one
-of the prompt's own words. It is invented when it is in no English word list: wordfreq's "best" English list (321,180
-words, from Wikipedia, subtitles, news, books, the web...), also after taking off one common inflection or
-prefix ("spyglasses", "reemitted"). Typos and rare words exist in human text too, so one invented word is not
+of the prompt's own words. Inside a token glued by digits, underscores or a lower-to-upper case change
+("seledelher127", "_dec_from_triplenanificstat", "emptygndexError"), each lower-case part of >= GLUED_MIN
+letters that starts the token or follows a digit, underscore or case change is checked as well (so
+"getItem_2" and "McKesson" check nothing: "get" is short, "Kesson" is capitalised). It is invented when it is
+in no English word list: wordfreq's "best" English list (321,180 words, from Wikipedia, subtitles, news,
+books, the web...), also after taking off one common inflection or prefix ("spyglasses", "reemitted") when
+what remains is a word of Zipf frequency >= BASE_ZIPF (the list's rarest entries, "caut", "sust", would
+otherwise excuse "cauts", "sustes"); "es" comes off only after s, x, z, ch, sh or o ("speares" is not
+"spear"). Typos and rare words exist in human text too, so one invented word is not
 a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
 or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from functools import lru_cache
@@ -26,9 +33,14 @@ INVENTED_MIN = 3          # different invented words ...
 INVENTED_SHARE = 0.03     # ... making this share of the checked words (occurrences), or
 INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
 INVENTED_SHARE_SHORT = 0.06   # ... making a larger share
+BASE_ZIPF = 2.0           # an inflected or prefixed word's stem must be at least this common (Zipf scale)
+GLUED_MIN = 5             # letters of a glued token's part to be checked
 EVIDENCE_WORDS = 12
 
 _WORD = re.compile(r"(?<![\w.@/\\])[A-Za-z]{3,}(?:['’][A-Za-z]+)*(?![\w@/\\]|\.\w)")
+_GLUED = re.compile(r"[A-Za-z0-9_]*(?:[0-9_]|[a-z][A-Z])[A-Za-z0-9_]*")   # a token glued by a digit, _ or aB
+_GLUED_PART = re.compile(r"(?<![A-Za-z])[a-z]+")
+_SIBILANT = re.compile(r"(?:s|x|z|ch|sh|o)$")       # the stems that take "es"
 _SENTENCE_START = re.compile(r"(?:\A|[.!?]\s+|\n\s*)(?=[A-Z])")   # ends where a sentence or a line starts
 _SUFFIXES = ("'s", "s", "es", "ed", "d", "ing", "ly", "er", "ers", "est", "ness", "ment", "ments", "al", "ally")
 _PREFIXES = ("re", "pre", "un", "non", "semi", "multi", "sub", "super", "inter", "over", "under", "anti", "co",
@@ -36,24 +48,32 @@ _PREFIXES = ("re", "pre", "un", "non", "semi", "multi", "sub", "super", "inter",
 
 
 @lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
+def english_words() -> dict[str, float]:
+    """wordfreq's best English list: word -> frequency (a share of all words)."""
     import wordfreq  # deferred: heavy (loads a 321,000-word list; only prose samples need it)
-    return frozenset(wordfreq.get_frequency_dict("en", wordlist="best"))
+    return wordfreq.get_frequency_dict("en", wordlist="best")
+
+
+def _common(word: str, zipf: float = BASE_ZIPF) -> bool:
+    """In the list at Zipf frequency (log10 of occurrences per billion words) >= zipf."""
+    f = english_words().get(word)
+    return f is not None and math.log10(f) + 9 >= zipf
 
 
 def is_english(word: str) -> bool:
-    """In the English word list, as written or with one common inflection or prefix taken off."""
-    known = english_words()
+    """In the English word list, as written or with one common inflection or prefix taken off a common stem."""
     w = word.lower().replace("’", "'")
-    if w in known:
+    if w in english_words():
         return True
     for suffix in _SUFFIXES:
         if w.endswith(suffix) and len(w) - len(suffix) >= 4:
             base = w[:-len(suffix)]
-            if base in known or base + "e" in known or (len(base) > 3 and base[-1] == base[-2]
-                                                        and base[:-1] in known):
+            if suffix == "es" and not _SIBILANT.search(base):
+                continue
+            if _common(base) or _common(base + "e") or (len(base) > 3 and base[-1] == base[-2]
+                                                        and _common(base[:-1])):
                 return True
-    return any(w.startswith(p) and len(w) - len(p) >= 4 and w[len(p):].lstrip("-") in known for p in _PREFIXES)
+    return any(w.startswith(p) and len(w) - len(p) >= 4 and _common(w[len(p):].lstrip("-")) for p in _PREFIXES)
 
 
 def _checked(text: str, prompt_words: set[str]):
@@ -68,10 +88,18 @@ def _checked(text: str, prompt_words: set[str]):
             yield w
 
 
+def _glued_parts(text: str, prompt_words: set[str]):
+    """The lower-case parts of tokens glued by digits, underscores or a case change ("seledelher127")."""
+    for token in _GLUED.findall(text):
+        for part in _GLUED_PART.findall(token):
+            if len(part) >= GLUED_MIN and part not in prompt_words:
+                yield part
+
+
 @detector("invented_words", scope="prose")
 def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
-    checked = list(_checked(completion, prompt_words))
+    checked = list(_checked(completion, prompt_words)) + list(_glued_parts(completion, prompt_words))
     invented = [w.lower() for w in checked if not is_english(w)]
     counts = Counter(invented)                      # in first-seen order
     distinct = sorted(counts, key=lambda w: -counts[w])   # most used first, then in order

@@ -16,13 +16,18 @@ Read on the completion's part of the program (program.py), with strings and comm
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
   broken line with the language's words, `def __c, empailstd)`, is plain): shared out like a plain line when
-  some line of the completion is code in the probe's language (broken code), otherwise not code;
+  some line of the completion is code in the probe's language, or the completion's code uses more words only
+  the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only the
+  suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
+  same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
 weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
 The failure: no code or plain line at all, or code_share < CODE_SHARE.
-Comments alone are not code. Empty completions fail with "empty".
+Comments alone are not code, but a completion that is all inside a string or comment it never closes (a
+docstring opened and left open, code written inside it) is read as written. Empty completions fail with
+"empty".
 """
 
 from __future__ import annotations
@@ -75,6 +80,26 @@ KEYWORDS = {lang: frozenset(words.split()) for lang, words in {
            "group by order join on as and or count sum avg limit having",
 }.items()}
 
+# words that no other language of the suite uses and no English sentence does (not `boolean`, SQL has it; not
+# `except` or `defer`): junk that has more of the probe language's than of the others' is broken code
+DISTINCT = {lang: frozenset(words.split()) for lang, words in {
+    "python": "def self elif None True False isinstance lambda",
+    "go": "func nil chan fmt struct",
+    "java": "void throws",
+    "javascript": "const",
+    "jsx": "const className props useState useEffect",
+    "sql": "SELECT WHERE GROUP HAVING",
+}.items()}
+
+
+_BARE_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")   # not a property: `PropTypes.func` is JavaScript
+
+
+def _others_words(language: str) -> frozenset[str]:
+    own = own_languages(language)
+    other = frozenset().union(*(DISTINCT[lang] for lang in DISTINCT if lang not in own))
+    return other - frozenset().union(*(KEYWORDS.get(lang, frozenset()) for lang in own))
+
 
 # a statement in most languages: a keyword statement, an assignment, a call, or an expression of operands
 _STATEMENT = re.compile(
@@ -88,6 +113,23 @@ _STATEMENT = re.compile(
 # an operator between operands or a call: "return x * x", "a == b", "f(x)"; prose has almost none
 _CODE_SHAPE = re.compile(r"\w\s+[-+*/%]\s+\w|[=!<>]=|\w\(")
 _WORDS_PER_SHAPE = 12
+
+
+def _leans_own(masked: str, language: str) -> bool:
+    """The completion uses more words that only the probe's language has than words only others have."""
+    words = _BARE_NAME.findall(masked)
+    own = frozenset().union(*(DISTINCT[lang] for lang in own_languages(language)))
+    others = _others_words(language)
+    n_own = sum(w in own for w in words)
+    return n_own > 0 and n_own > sum(w in others for w in words)
+
+
+def ends_open(text: str, language: str) -> bool:
+    """`text` ends inside a string or comment that never closes (a docstring opened and left open)."""
+    return _SENTINEL not in mask(text + "\n" + _SENTINEL, language)
+
+
+_SENTINEL = "zq_open_zq"
 
 
 def _is_prose(line: str) -> bool:
@@ -106,6 +148,8 @@ def no_code(program: Program, language: str) -> Finding:
         reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
         return Finding(True, {"code_lines": 0, "code_share": 0.0}, {"reason": reason})
     masked = mask(program.text, language)[len(program.prefix):]
+    if not masked.strip() and ends_open(program.text, language):
+        masked = program.kept   # all of it in a string or comment that never closes: read it as written
     counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "junk": 0, "neutral": 0}
     weight = dict.fromkeys(counts, 0)
     examples: dict[str, str] = {}
@@ -118,7 +162,8 @@ def no_code(program: Program, language: str) -> Finding:
         examples.setdefault(kind, raw)
     marked = counts["code"] + counts["foreign"]
     own = counts["code"] / marked if marked else 1.0     # how the plain lines are shared out
-    unclear = weight["plain"] + (weight["junk"] if counts["code"] else 0)   # junk next to code is broken code
+    attempt = counts["code"] or _leans_own(masked, language)
+    unclear = weight["plain"] + (weight["junk"] if attempt else 0)   # junk next to code is broken code
     code = weight["code"] + own * unclear
     judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"] + weight["junk"]
     share = code / judged if judged else 0.0
