@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny config, and one tiny trained run reused by the tests that only read it."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,19 @@ TINY = ROOT / "tests" / "configs" / "tiny.toml"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")       # a name taken for a Hub id never reaches the network
+
+
+def older_store(db, version: int, *tables: str) -> None:
+    """A store at `db` as gptlab with schema `version` left it: written now, then `tables` dropped and the
+    version set back (a writer must add them again, a reader must cope without them)."""
+    from gptlab.store import Store
+    Store(db).close()
+    c = sqlite3.connect(db)
+    for t in tables:
+        c.execute(f"DROP TABLE {t}")
+    c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+    c.commit()
+    c.close()
 
 
 def run_gptlab(*args, cwd=None, env=None, timeout=600):

@@ -24,6 +24,8 @@ lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
+from conftest import older_store  # noqa: E402
+
 from gptlab.checkpoints import discover, load  # noqa: E402
 from gptlab.cli import main  # noqa: E402
 from gptlab.compare import records, results  # noqa: E402
@@ -243,12 +245,7 @@ def test_results_exports_one_record_per_metric(bench):
 
 def test_a_v2_store_gains_the_benchmarks_table_and_readers_see_none(tmp_path):
     db = tmp_path / "v2.sqlite"
-    Store(db).close()
-    c = sqlite3.connect(db)
-    c.execute("DROP TABLE benchmarks")
-    c.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
-    c.commit()
-    c.close()
+    older_store(db, 2, "benchmarks", "ladder_rungs")
     reader = Store(db, readonly=True)
     assert reader.benchmark_rows() == [] and reader.get_benchmark("w", "t", "1", 0, 0.0, "p") is None
     reader.close()

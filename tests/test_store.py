@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import older_store
 from report_fixtures import add_run
 
 from gptlab.errors import GptlabError
@@ -282,12 +283,7 @@ def test_reports_read_a_store_on_a_read_only_mount(tmp_path):
 
 def test_ladder_rungs_round_trip_and_a_v3_store_gains_the_table(tmp_path):
     db = tmp_path / "v3.sqlite"
-    Store(db).close()
-    c = sqlite3.connect(db)
-    c.execute("DROP TABLE ladder_rungs")
-    c.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
-    c.commit()
-    c.close()
+    older_store(db, 3, "ladder_rungs")
     reader = Store(db, readonly=True)
     assert reader.ladder_rungs() == []                           # an older store read as it is
     reader.close()
