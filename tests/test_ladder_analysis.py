@@ -14,6 +14,7 @@ import pytest
 
 from gptlab.checkpoints import ModelInfo
 from gptlab.compare.ladder import ALL, analyse, ladder_names, load_ladder, rate_at_size
+from gptlab.compare.select import select
 from gptlab.diagnose import DETECTOR_VERSION
 from gptlab.errors import GptlabError
 from gptlab.report import render, write_report
@@ -127,7 +128,10 @@ def test_probes_are_fitted_against_their_own_group_and_crossings_are_honest(anal
 
 def test_the_report_shows_the_ladder_section_only_for_ladder_runs(tmp_path):
     store = build(tmp_path / "r.sqlite")
-    _, _, sections = render(store, ["toy"])
+    subject = select(store, ["toy"])                         # a ladder by its name: every rung, the largest first
+    assert subject.label == "ladder toy" and subject.run == "toy-w3" and len(subject.models) == len(SIZES)
+    title, _, sections = render(store, ["toy"])
+    assert title == "gptlab report — ladder toy"
     titles = [s.title for s in sections]
     assert "Capability by size" in titles
     ladder = sections[titles.index("Capability by size")]

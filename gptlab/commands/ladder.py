@@ -142,7 +142,6 @@ def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides
         ranks.session(device)           # one process group for every rung's training and the evaluation
     for i, rung in enumerate(rungs, 1):
         train_rung(rung, i, len(rungs), device)
-    run_dirs = [str(r.run_dir) for r in rungs]
     if launched_world()[0] == 0:        # recorded once trained: an evaluation stopped midway keeps the ladder
         record(db, rungs)
     report = None
@@ -162,7 +161,7 @@ def run_ladder(config: str, out: str | Path, *, db: str | None = None, overrides
         say("[report] writing the report ...")
         store = Store(db)
         try:
-            report = write_report(store, run_dirs, out / "report")["html"]
+            report = write_report(store, [cfg.name], out / "report")["html"]      # the ladder, by its name
         finally:
             store.close()
         say(f"      {time.time() - t2:.0f} s (total {time.time() - t0:.0f} s)")

@@ -27,7 +27,7 @@ import numpy as np
 from gptlab.compare.ladder import ALL, MAX_FACTOR, analyse, load_ladder
 from gptlab.errors import GptlabError
 from gptlab.stats import bootstrap as stats
-from gptlab.stats.capability import predict_at
+from gptlab.stats.capability import rate_reps_at
 from gptlab.textfile import shown_repr
 
 LADDER_METRICS = {"bpb": {"group"}, "failure_rate": {"probe", "mode"}, "pass_at_k": {"probe", "k"}}
@@ -128,8 +128,7 @@ class Ladders:
                 raise GptlabError(f"group '{group}' is not fitted on ladder {spec['ladder']} (groups: "
                                   f"{', '.join(an.loss)})")
             fit = an.loss[group]
-            iv = fit.predict(size)
-            return Predicted(f"predicted bpb ({group})", where, iv.value, fit.curve_reps(size), fit.n,
+            return Predicted(f"predicted bpb ({group})", where, float(fit(size)), fit.curve_reps(size), fit.n,
                              f"{fit.n} rungs")
         metric = "failure rate" if spec["metric"] == "failure_rate" else "pass@1"
         hits = [p for p in an.probes if p.probe == spec["probe"] and p.metric == metric]
@@ -140,9 +139,5 @@ class Ladders:
                               f"(fitted: {known})")
         p = hits[0]
         loss = an.loss[p.group]
-        m = min(len(loss.reps_E), len(p.fit.reps_a))
-        bpb = loss.reps_E[:m] + loss.reps_A[:m] * np.exp(-loss.reps_alpha[:m] * math.log(size))
-        reps = 1.0 / (1.0 + np.exp(-(p.fit.reps_a[:m] + p.fit.reps_b[:m] * bpb)))
-        point = predict_at(loss, p.fit, size).value
-        return Predicted(f"predicted {metric} on {p.probe}", where, point, reps, p.fit.n,
-                         f"{p.fit.n} rungs, {int(sum(p.n))} samples")
+        return Predicted(f"predicted {metric} on {p.probe}", where, float(p.fit(loss(size))),
+                         rate_reps_at(loss, p.fit, size), p.fit.n, f"{p.fit.n} rungs, {int(sum(p.n))} samples")

@@ -118,7 +118,8 @@ def ladder_names(store, runs: set[str] | None = None) -> list[str]:
 
 
 def load_ladder(store, name: str) -> Ladder:
-    """The ladder `name` with each rung measured at its newest checkpoint that has bpb and findings."""
+    """The ladder `name` with each rung measured at its newest checkpoint that has bpb (rungs without one are
+    left out, with a note)."""
     rows = store.ladder_rungs(name)
     if not rows:
         known = ", ".join(ladder_names(store)) or "none"
@@ -170,9 +171,9 @@ def analyse(ladder: Ladder, *, resamples: int = RESAMPLES, seed: int = 0) -> Ana
     loss, bpb, reps, loo_loss, notes = {}, {}, {}, {}, list(ladder.notes)
     for g in groups:
         units = _bpb_units(ladder, g)
-        bpb[g] = [stats.estimate(u, resamples=resamples, seed=seed) for u in units]
         reps[g] = _replicates(units, resamples, seed)
         y = np.array([u.value() for u in units])
+        bpb[g] = [stats.from_replicates(v, reps[g][:, i], u.n) for i, (v, u) in enumerate(zip(y, units))]
         loss[g] = fit_loss_curve(x, y, y_reps=reps[g], resamples=resamples, seed=seed, key=f"{ladder.name} {g}")
         if len(x) >= MIN_RUNGS + 1:
             loo_loss[g] = leave_one_out(x, y, y_reps=reps[g], resamples=resamples, seed=seed)

@@ -12,7 +12,8 @@ Each PATH is tried in this order, and the report covers the union of what they m
 2. an existing file or folder: checkpoints whose stored path is that path or lies under it, plus all
    checkpoints of a run whose stored run directory is that folder, or whose run name is the folder's name;
 3. a ladder's name (`ladder_rungs.ladder`, written by `gptlab ladder`): all checkpoints of its rungs' runs.
-The run whose training log and config the report shows is the one most of the matched checkpoints belong to.
+The run whose training log and config the report shows is the one most of the matched checkpoints belong to
+(for a ladder: its largest rung).
 An empty store gives an empty selection (the report then says what is missing); a PATH that matches
 nothing in a store that has results is an error naming the runs the store does have.
 """
@@ -86,6 +87,7 @@ def select(store, targets: list[str]) -> Subject:
     run = counts.most_common(1)[0][0] if counts else (named_runs[0] if named_runs else None)
     if len(targets) == 1 and targets[0] in ladders and len(named_runs) > 1:
         label = f"ladder {targets[0]}"
+        run = ladders[targets[0]][-1]                   # the largest rung's curve and config stand for the ladder
     elif len(targets) == 1 and named_runs:
         label = run
     elif len(picked) == 1:

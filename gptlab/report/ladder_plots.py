@@ -33,8 +33,7 @@ def loss_svg(analysis, max_factor: float) -> str:
         err = np.array([[iv.value - iv.low for iv in ivs], [iv.high - iv.value for iv in ivs]])
         ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", color=color, markersize=4, capsize=2,
                     label=f"{group}: {fit.form}")
-        reps = np.stack([fit.curve_reps(g) for g in grid], axis=1)
-        lo, hi = np.nanpercentile(reps, [2.5, 97.5], axis=0)
+        lo, hi = np.nanpercentile(fit.curve_reps(grid[:, None]), [2.5, 97.5], axis=1)    # (grid, replicates)
         ax.plot(grid, fit(grid), color=color, linewidth=1.2, linestyle="--")
         ax.fill_between(grid, lo, hi, color=color, alpha=0.12, linewidth=0)
     ax.axvline(x.max(), color="#d0d7de", linewidth=0.8, zorder=0)

@@ -233,12 +233,17 @@ def predict_crossing(loss_fit: LossFit, cap_fit: CapabilityFit, threshold: float
                       share_reachable=share)
 
 
-def predict_at(loss_fit: LossFit, cap_fit: CapabilityFit, x: float) -> Interval:
-    """The rate at size x (e.g. 4 * x_max) with its interval, pairing the two fits' replicates."""
+def rate_reps_at(loss_fit: LossFit, cap_fit: CapabilityFit, x: float) -> np.ndarray:
+    """Each paired replicate's rate at size x: size -> bpb -> rate."""
     if not x > 0:
         raise GptlabError(f"predict at a size: the size must be > 0, got {x}")
-    m, (E, A, alpha), (a, b) = _paired(loss_fit, cap_fit)
-    reps = _sigmoid(a + b * (E + A * np.exp(-alpha * math.log(x))))
+    _, (E, A, alpha), (a, b) = _paired(loss_fit, cap_fit)
+    return _sigmoid(a + b * (E + A * np.exp(-alpha * math.log(x))))
+
+
+def predict_at(loss_fit: LossFit, cap_fit: CapabilityFit, x: float) -> Interval:
+    """The rate at size x (e.g. 4 * x_max) with its interval, pairing the two fits' replicates."""
+    reps = rate_reps_at(loss_fit, cap_fit, x)
     return from_replicates(float(cap_fit(loss_fit(x))), reps, loss_fit.n)
 
 

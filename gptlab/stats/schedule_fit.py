@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -171,6 +172,13 @@ class _Design:
         return [L0, As * self.r1 ** alpha, Cs / self.r2, alpha]
 
 
+@lru_cache(maxsize=8)
+def _designs(schedule: Schedule, steps: tuple[int, ...], lams: tuple[float, ...], factor: float) -> list[_Design]:
+    """One _Design per lambda; cached, because a report fits every domain's curve of a run at the same steps
+    under the same schedule, and the areas of a long run are the costly part."""
+    return [_Design(schedule, np.array(steps), lm, factor) for lm in lams]
+
+
 def why_not(steps, schedule: Schedule | None) -> str | None:
     """The reason the law cannot be fitted to val points at these `steps`, or None when it can."""
     if schedule is None:
@@ -201,7 +209,7 @@ def fit_schedule_law(steps, y, schedule: Schedule | None, *, lam: float | None =
         return None, reason
     st = np.array([s for s, _ in pts])
     yv = np.array([v for _, v in pts])
-    designs = [_Design(schedule, st, lm, factor) for lm in ((lam,) if lam is not None else LAMBDAS)]
+    designs = _designs(schedule, tuple(int(s) for s in st), (lam,) if lam is not None else LAMBDAS, factor)
     fits = [_fit(d.u, d.v, yv) for d in designs]
     k = min(range(len(fits)), key=lambda j: fits[j][4])                  # the first of equals: the smaller lambda
     d, (L0, As, Cs, alpha, sse) = designs[k], fits[k]
