@@ -100,3 +100,27 @@ def test_coined_parts_of_glued_tokens_are_checked_and_real_identifiers_pass():
     g = invented_words("Explain the quarter.", HUMAN_IDENTIFIERS)
     assert not g.failed and g.metrics["invented_words"] == 0
 
+
+
+# Capitalised words inside a sentence may be names: checked only where the text already coins lower-case words.
+CAPITALISED_SALAD = ("Our revenue from the Vorbentic programs and the Galdrest segment grew, while the plurnished "
+                     "margin of our products declined in the year as costs rose.")
+HUMAN_NAMES = ("The Ghassanid ruler was called a phylarch by the emperor, and the tribes settled in Al-Hirah "
+               "under Za Kusay; competing brands include Halog® and Elocon®, sold by Westwood Squibb in Ohio.")
+
+
+def test_a_lone_capitalised_word_counts_only_in_a_text_that_coins_lower_case_words():
+    f = invented_words("Describe the quarter's revenue.", CAPITALISED_SALAD)
+    assert f.failed and {"vorbentic", "galdrest", "plurnished"} <= set(f.evidence["words"])
+    without = CAPITALISED_SALAD.replace("plurnished", "gross")
+    g = invented_words("Describe the quarter's revenue.", without)
+    assert not g.failed and g.metrics["invented_words"] == 0
+
+
+def test_names_beside_a_capitalised_word_a_hyphen_or_a_brand_mark_are_not_checked():
+    # "phylarch" is not in the word list, so lone capitalised words are checked; these names are not lone:
+    # after "The" (capitalised), hyphen-joined ("Al-Hirah"), after "Za", before a brand mark, or before "Squibb"
+    f = invented_words("Describe the Arab kingdoms.", HUMAN_NAMES)
+    assert f.metrics["invented_words"] == 1 and not f.failed
+    g = invented_words("Describe the Arab kingdoms.", HUMAN_NAMES.replace("Za Kusay", "the Kusay"))
+    assert g.metrics["invented_words"] == 2

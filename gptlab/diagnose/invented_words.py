@@ -14,7 +14,11 @@ in no English word list: wordfreq's "best" English list (321,180 words, from Wik
 books, the web...), also after taking off one common inflection or prefix ("spyglasses", "reemitted") when
 what remains is a word of Zipf frequency >= BASE_ZIPF (the list's rarest entries, "caut", "sust", would
 otherwise excuse "cauts", "sustes"); "es" comes off only after s, x, z, ch, sh or o ("speares" is not
-"spear"). Typos and rare words exist in human text too, so one invented word is not
+"spear"). A capitalised word inside a sentence may be a name, so it is checked only in a text that already
+coins a lower-case word (one that is checked, glued parts included: a sentence-initial word may be a name) and
+only when it stands alone ("the Decisc advertising"): not next to another capitalised word ("Za Kusay", "U.S.
+Steel"), not hyphen-joined ("Al-Hirah") and not marked as a brand ("Halog®"). Typos and rare words exist in
+human text too, so one invented word is not
 a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
 or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
 """
@@ -42,6 +46,8 @@ _GLUED = re.compile(r"[A-Za-z0-9_]*(?:[0-9_]|[a-z][A-Z])[A-Za-z0-9_]*")   # a to
 _GLUED_PART = re.compile(r"(?<![A-Za-z])[a-z]+")
 _SIBILANT = re.compile(r"(?:s|x|z|ch|sh|o)$")       # the stems that take "es"
 _SENTENCE_START = re.compile(r"(?:\A|[.!?]\s+|\n\s*)(?=[A-Z])")   # ends where a sentence or a line starts
+_NAME_BEFORE = re.compile(r"\b[A-Z][\w'’.]*[ -]\Z")   # a capitalised word just before ("Za Kusay", "Al-Hirah")
+_NAME_AFTER = re.compile(r"[-®™]|\s[A-Z]")           # just after: hyphen, brand mark or another capitalised word
 _SUFFIXES = ("'s", "s", "es", "ed", "d", "ing", "ly", "er", "ers", "est", "ness", "ment", "ments", "al", "ally")
 _PREFIXES = ("re", "pre", "un", "non", "semi", "multi", "sub", "super", "inter", "over", "under", "anti", "co",
              "de", "dis", "mis", "micro", "macro", "post", "pseudo", "self", "out", "counter", "trans", "mid")
@@ -76,16 +82,25 @@ def is_english(word: str) -> bool:
     return any(w.startswith(p) and len(w) - len(p) >= 4 and _common(w[len(p):].lstrip("-")) for p in _PREFIXES)
 
 
-def _checked(text: str, prompt_words: set[str]):
-    """The words a reader could look up: lower-case words, and capitalised words that start a sentence or a
-    line (elsewhere a capitalised word may be a name), that the prompt does not use."""
+def _checked(text: str, prompt_words: set[str]) -> tuple[list[str], list[str]]:
+    """The words a reader could look up, and the capitalised words that may be coined, not used by the prompt.
+    Looked up: lower-case words, and capitalised words that start a sentence or a line. May be coined: the other
+    capitalised words that stand alone (no capitalised word, hyphen or brand mark beside them)."""
     starts = {m.end() for m in _SENTENCE_START.finditer(text)}
+    words, capitalised = [], []
     for m in _WORD.finditer(text):
         w = m.group()
         if w.lower() in prompt_words:
             continue
-        if w.islower() or (w[0].isupper() and w[1:].islower() and m.start() in starts):
-            yield w
+        if w.islower():
+            words.append(w)
+        elif w[0].isupper() and w[1:].islower():
+            if m.start() in starts:
+                words.append(w)
+            elif not _NAME_BEFORE.search(text[max(0, m.start() - 40):m.start()]) \
+                    and not _NAME_AFTER.match(text, m.end()):
+                capitalised.append(w)
+    return words, capitalised
 
 
 def _glued_parts(text: str, prompt_words: set[str]):
@@ -99,7 +114,10 @@ def _glued_parts(text: str, prompt_words: set[str]):
 @detector("invented_words", scope="prose")
 def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
-    checked = list(_checked(completion, prompt_words)) + list(_glued_parts(completion, prompt_words))
+    words, capitalised = _checked(completion, prompt_words)
+    checked = words + list(_glued_parts(completion, prompt_words))
+    if any(w.islower() and not is_english(w) for w in checked):     # the text coins words: a lone capitalised
+        checked += capitalised                                        # word is more likely coined than a name
     invented = [w.lower() for w in checked if not is_english(w)]
     counts = Counter(invented)                      # in first-seen order
     distinct = sorted(counts, key=lambda w: -counts[w])   # most used first, then in order
