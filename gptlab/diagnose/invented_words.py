@@ -132,7 +132,7 @@ def _checked(text: str, prompt_words: set[str]) -> tuple[list[str], list[str]]:
         elif w[0].isupper() and w[1:].islower():
             if m.start() in starts:
                 words.append(w)
-            elif not _NAME_BEFORE.search(text[max(0, m.start() - 40):m.start()]) \
+            elif not _NAME_BEFORE.search(text, max(0, m.start() - 40), m.start()) \
                     and not _NAME_AFTER.match(text, m.end()):
                 capitalised.append(w)
     return words, capitalised
