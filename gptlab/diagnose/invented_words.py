@@ -4,7 +4,7 @@
     python -m pytest tests/test_diagnose_word_salad.py
 
 A word is checked when a reader could look it up: a run of >= 3 lower-case ASCII letters (apostrophes inside
-kept; so no acronym, camelCase or capitalised word, which may be a name: "Olsavsky", "Trokelowe") that is not
+kept; so no acronym or camelCase, and a capitalised word, which may be a name ("Olsavsky"), only as below) that is not
 glued to a digit, underscore, dot, slash or @ (code identifiers, file names, URLs, e-mail addresses) and not one
 of the prompt's own words. Inside a token glued by digits, underscores or a lower-to-upper case change
 ("seledelher127", "_dec_from_triplenanificstat", "emptygndexError"), each lower-case part of >= GLUED_MIN
@@ -18,8 +18,7 @@ otherwise excuse "cauts", "sustes"); "es" comes off only after s, x, z, ch, sh o
 coins a lower-case word (one that is checked, glued parts included: a sentence-initial word may be a name) and
 only when it stands alone ("the Decisc advertising"): not next to another capitalised word ("Za Kusay", "U.S.
 Steel"), not hyphen-joined ("Al-Hirah") and not marked as a brand ("Halog®"). Typos and rare words exist in
-human text too, so one invented word is not
-a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
+human text too, so one invented word is not a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
 or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
 """
 
