@@ -251,3 +251,26 @@ def test_junk_with_the_probes_own_words_is_broken_code_elsewhere_no_code():
     assert not own.failed and own.metrics["junk_lines"] >= 3          # Python's `elif`, `self`, `None`
     other = no_code(build_program("func Reverse(s string) string {\n", LLMC_JUNK, "go"), "go")
     assert other.failed                                                 # the same junk is not Go
+
+
+def test_without_a_code_line_in_the_program_the_whole_completion_decides():
+    # SQL: the program is the first statement; junk there, then a real query, is broken code, not no code
+    sql = " wibble frobnicate quux\n\nSELECT name, COUNT(*) AS n\nFROM orders\nGROUP BY name;\n"
+    program = build_program("SELECT", sql, "sql")
+    assert program.kept == " wibble frobnicate quux"
+    f = no_code(program, "sql")
+    assert not f.failed and f.metrics["judged_on"] == "whole completion" and f.metrics["code_lines"] >= 2
+    # a plain first statement followed by Python is no SQL at all
+    python = " total = a + b\n\ndef count(rows):\n    for r in rows:\n        print(r)\n    return len(rows)\n"
+    assert no_code(build_program("SELECT", python, "sql"), "sql").failed
+    assert not no_code(build_program("SELECT", python.split("\n\n")[0] + "\n", "sql"), "sql").failed
+
+
+def test_a_program_with_code_keeps_its_verdict_whatever_follows_the_stop_rule():
+    answer = "\n    return a + b;\n}\n\nx = [i for i in range(3)]\nprint(x)\nfor i in x:\n    print(i)\n"
+    program = build_program("public int add(int a, int b) {", answer, "java")
+    assert program.cut and "print" in program.read and "print" not in program.kept
+    f = no_code(program, "java")
+    assert not f.failed and "judged_on" not in f.metrics
+    # the same Python with no Java before it is no code
+    assert no_code(build_program("public int add(int a, int b) {", answer.split("}\n\n")[1], "java"), "java").failed

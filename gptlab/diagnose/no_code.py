@@ -25,6 +25,13 @@ Read on the completion's part of the program (program.py), with strings and comm
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
 weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
 The failure: no code or plain line at all, or code_share < CODE_SHARE.
+When the program's part has no code line, or fails, the whole completion decides instead: the same reading
+on what precedes the end-of-text marker or closing fence (Program.read), so that no_code means no code in the
+probe's language anywhere in what the model wrote, not just before the stop rule. A SQL answer whose first
+statement is junk but whose next is a real CREATE VIEW is broken code, not no code; plain lines before a page
+of Python in a SQL probe are no code. A program with a code line that passes keeps its verdict, whatever
+follows the stop rule (junk after a finished method is not the answer). A verdict of the whole completion
+says so in metrics (`judged_on`).
 Comments alone are not code, but a completion that is all inside a string or comment it never closes (a
 docstring opened and left open, code written inside it) is read as written. Empty completions fail with
 "empty".
@@ -144,16 +151,26 @@ def _is_prose(line: str) -> bool:
 
 @detector("no_code", scope="code")
 def no_code(program: Program, language: str) -> Finding:
-    if not program.kept.strip():
-        reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
+    found = _judge(program.prefix, program.kept, language, program.cut)
+    if found.metrics["code_lines"] and not found.failed or program.read == program.kept:
+        return found
+    # no code line in the program's part, or too little code: what the model wrote decides
+    whole = _judge(program.prefix, program.read, language, None)
+    whole.metrics["judged_on"] = "whole completion"
+    return whole
+
+
+def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
+    if not kept.strip():
+        reason = f"nothing before the stop rule ({cut})" if cut else "empty completion"
         return Finding(True, {"code_lines": 0, "code_share": 0.0}, {"reason": reason})
-    masked = mask(program.text, language)[len(program.prefix):]
-    if not masked.strip() and ends_open(program.text, language):
-        masked = program.kept   # all of it in a string or comment that never closes: read it as written
+    masked = mask(prefix + kept, language)[len(prefix):]
+    if not masked.strip() and ends_open(prefix + kept, language):
+        masked = kept   # all of it in a string or comment that never closes: read it as written
     counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "junk": 0, "neutral": 0}
     weight = dict.fromkeys(counts, 0)
     examples: dict[str, str] = {}
-    for raw, m in zip(program.kept.splitlines(), masked.splitlines()):
+    for raw, m in zip(kept.splitlines(), masked.splitlines()):
         if not m.strip():
             continue    # blank, or a comment / string line
         kind = classify_line(raw, m, language)
