@@ -274,3 +274,12 @@ def test_a_program_with_code_keeps_its_verdict_whatever_follows_the_stop_rule():
     assert not f.failed and "judged_on" not in f.metrics
     # the same Python with no Java before it is no code
     assert no_code(build_program("public int add(int a, int b) {", answer.split("}\n\n")[1], "java"), "java").failed
+
+
+def test_a_plain_answer_followed_by_prose_keeps_its_verdict():
+    talk = ("    return x * x\n\nThis function returns the square of its argument: it multiplies the number by "
+            "itself and gives back the result.\nIt works for integers and for floats alike.\n")
+    program = build_program("def square(x):\n", talk, "python")
+    assert program.cut and "This function" in program.read
+    f = no_code(program, "python")
+    assert not f.failed and f.metrics["plain_lines"] == 1 and "judged_on" not in f.metrics

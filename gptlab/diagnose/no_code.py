@@ -30,7 +30,8 @@ on what precedes the end-of-text marker or closing fence (Program.read), so that
 probe's language anywhere in what the model wrote, not just before the stop rule. A SQL answer whose first
 statement is junk but whose next is a real CREATE VIEW is broken code, not no code; plain lines before a page
 of Python in a SQL probe are no code. A program with a code line that passes keeps its verdict, whatever
-follows the stop rule (junk after a finished method is not the answer). A verdict of the whole completion
+follows the stop rule (junk after a finished method is not the answer); so does one that passes on plain
+lines alone when all that follows is prose (`return x * x`, then a paragraph explaining it). A verdict of the whole completion
 says so in metrics (`judged_on`).
 Comments alone are not code, but a completion that is all inside a string or comment it never closes (a
 docstring opened and left open, code written inside it) is read as written. Empty completions fail with
@@ -156,6 +157,8 @@ def no_code(program: Program, language: str) -> Finding:
         return found
     # no code line in the program's part, or too little code: what the model wrote decides
     whole = _judge(program.prefix, program.read, language, None)
+    if not found.failed and all(whole.metrics[k] == found.metrics[k] for k in ("foreign_lines", "junk_lines")):
+        return found    # plain lines, then only prose: the answer, then talk about it (the stop rule's cut)
     whole.metrics["judged_on"] = "whole completion"
     return whole
 
