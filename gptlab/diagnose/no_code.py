@@ -15,10 +15,10 @@ Read on the completion's part of the program (program.py), with strings and comm
   counts as code;
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
-  broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line when
-  some line of the completion is code in the probe's language, or the completion's code uses more words only
-  the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only the
-  suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
+  broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line
+  when some line of the completion is code in the probe's language, or the completion's code uses more words
+  only the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only
+  the suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
   same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * an unmarked line that uses a word only the probe's language has (DISTINCT, below: `x is None` in Python,
@@ -157,11 +157,13 @@ def _is_prose(line: str) -> bool:
 @detector("no_code", scope="code")
 def no_code(program: Program, language: str) -> Finding:
     found = _judge(program.prefix, program.kept, language, program.cut)
-    if found.metrics["code_lines"] and not found.failed or program.read == program.kept:
+    read = program.read or program.kept
+    if (found.metrics["code_lines"] and not found.failed) or read == program.kept:
         return found
     # no code line in the program's part, or too little code: what the model wrote decides
-    whole = _judge(program.prefix, program.read, language, None)
-    if not found.failed and all(whole.metrics[k] == found.metrics[k] for k in ("foreign_lines", "junk_lines")):
+    whole = _judge(program.prefix, read, language, None)
+    added = any(whole.metrics[k] != found.metrics.get(k) for k in ("foreign_lines", "junk_lines"))
+    if not found.failed and not added:
         return found    # plain lines, then only prose: the answer, then talk about it (the stop rule's cut)
     whole.metrics["judged_on"] = "whole completion"
     return whole

@@ -45,7 +45,7 @@ class Program:
     cut_offset: int | None = None  # where, in the completion
     later_definitions: list[int] = field(default_factory=list)   # offsets in `kept` (rule 5)
     dropped_tail: bool = False
-    read: str = ""                 # the completion after rules 1-2 only: all that a reader reads
+    read: str | None = None        # the completion after rules 1-2 only, all that a reader reads (None: kept)
 
     @property
     def text(self) -> str:
