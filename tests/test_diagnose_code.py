@@ -34,6 +34,10 @@ def code(completion, language="python", prefix="def f(xs):\n", **kw):
     ("go", "var timeout = flag.Duration(\"t\", 5)", "code"),      # `var x =` is Go as well as JavaScript
     ("sql", "CREATE TABLE orders (", "code"),
     ("python", "return total", "plain"),
+    ("python", "    _a() is None, _b, 1)", "code"),     # a word only Python has, no marker
+    ("go", "    s = fmt", "code"),
+    ("go", "    _a() is None, _b, 1)", "plain"),          # None is not Go's
+    ("go", "    x = PropTypes.func", "plain"),            # a property named like a Go word is not Go
 ])
 def test_line_classes(language, line, kind):
     assert classify_line(line, line, language) == kind
@@ -251,3 +255,36 @@ def test_junk_with_the_probes_own_words_is_broken_code_elsewhere_no_code():
     assert not own.failed and own.metrics["junk_lines"] >= 3          # Python's `elif`, `self`, `None`
     other = no_code(build_program("func Reverse(s string) string {\n", LLMC_JUNK, "go"), "go")
     assert other.failed                                                 # the same junk is not Go
+
+
+def test_without_a_code_line_in_the_program_the_whole_completion_decides():
+    # SQL: the program is the first statement; junk there, then a real query, is broken code, not no code
+    sql = " wibble frobnicate quux\n\nSELECT name, COUNT(*) AS n\nFROM orders\nGROUP BY name;\n"
+    program = build_program("SELECT", sql, "sql")
+    assert program.kept == " wibble frobnicate quux"
+    f = no_code(program, "sql")
+    assert not f.failed and f.metrics["judged_on"] == "whole completion" and f.metrics["code_lines"] >= 2
+    # a plain first statement followed by Python is no SQL at all
+    python = " total = a + b\n\ndef count(rows):\n    for r in rows:\n        print(r)\n    return len(rows)\n"
+    assert no_code(build_program("SELECT", python, "sql"), "sql").failed
+    assert not no_code(build_program("SELECT", python.split("\n\n")[0] + "\n", "sql"), "sql").failed
+
+
+def test_a_program_with_code_keeps_its_verdict_whatever_follows_the_stop_rule():
+    answer = "\n    return a + b;\n}\n\nx = [i for i in range(3)]\nprint(x)\nfor i in x:\n    print(i)\n"
+    program = build_program("public int add(int a, int b) {", answer, "java")
+    assert program.cut and "print" in program.read and "print" not in program.kept
+    f = no_code(program, "java")
+    assert not f.failed and "judged_on" not in f.metrics
+    # the same Python with no Java before it is no code
+    python = answer.split("}\n\n")[1]
+    assert no_code(build_program("public int add(int a, int b) {", python, "java"), "java").failed
+
+
+def test_a_plain_answer_followed_by_prose_keeps_its_verdict():
+    talk = ("    return x * x\n\nThis function returns the square of its argument: it multiplies the number by "
+            "itself and gives back the result.\nIt works for integers and for floats alike.\n")
+    program = build_program("def square(x):\n", talk, "python")
+    assert program.cut and "This function" in program.read
+    f = no_code(program, "python")
+    assert not f.failed and f.metrics["plain_lines"] == 1 and "judged_on" not in f.metrics

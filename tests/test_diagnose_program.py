@@ -61,13 +61,20 @@ def test_end_of_text_marker_and_fences():
     assert p.text == "print(1)\n" and p.cut == "markdown fence"
 
 
+def test_read_is_the_completion_before_the_marker_or_fence_past_the_stop_rule():
+    p = build_program("def f():\n", "    return 1\nprint(f())\n<|endoftext|>def g(): pass", "python")
+    assert p.kept == "    return 1\n" and p.read == "    return 1\nprint(f())\n"
+    p = build_program("SELECT", " a FROM t;\nSELECT b FROM u;\n```\nprose", "sql")
+    assert p.kept == " a FROM t;" and p.read == " a FROM t;\nSELECT b FROM u;\n"
+
+
 def test_without_tail_drops_the_last_later_definition():
     completion = "    return 1\n\ndef g():\n    return 2\n\ndef h(:\n"
     p = build_program("def f():\n", completion, "python")
     assert len(p.later_definitions) == 2
     shorter = p.without_tail()
     assert shorter.dropped_tail and "def h" not in shorter.text and "def g" in shorter.text
-    assert shorter.metrics()["program_dropped_tail"] is True
+    assert shorter.metrics()["program_dropped_tail"] is True and shorter.read == p.read == completion
 
 
 def test_mask_blanks_strings_and_comments_but_keeps_layout():

@@ -15,16 +15,26 @@ Read on the completion's part of the program (program.py), with strings and comm
   counts as code;
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
-  broken line with the language's words, `def __c, empailstd)`, is plain): shared out like a plain line when
-  some line of the completion is code in the probe's language, or the completion's code uses more words only
-  the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only the
-  suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
+  broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line
+  when some line of the completion is code in the probe's language, or the completion's code uses more words
+  only the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only
+  the suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
   same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
+* an unmarked line that uses a word only the probe's language has (DISTINCT, below: `x is None` in Python,
+  `v == nil` in Go) is code;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
 weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
 The failure: no code or plain line at all, or code_share < CODE_SHARE.
+When the program's part has no code line, or fails, the whole completion decides instead: the same reading
+on what precedes the end-of-text marker or closing fence (Program.read), so that no_code means no code in the
+probe's language anywhere in what the model wrote, not just before the stop rule. A SQL answer whose first
+statement is junk but whose next is a real CREATE VIEW is broken code, not no code; plain lines before a page
+of Python in a SQL probe are no code. A program with a code line that passes keeps its verdict, whatever
+follows the stop rule (junk after a finished method is not the answer); so does one that passes on plain
+lines alone when all that follows is prose (`return x * x`, then a paragraph explaining it). A verdict of
+the whole completion says so in metrics (`judged_on`).
 Comments alone are not code, but a completion that is all inside a string or comment it never closes (a
 docstring opened and left open, code written inside it) is read as written. Empty completions fail with
 "empty".
@@ -59,6 +69,8 @@ def classify_line(raw: str, masked: str, language: str) -> str:
         return "prose"
     if language == "java" and re.search(r"[\w\]]\s*$", masked):
         return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
+    if any(DISTINCT[lang] & set(_BARE_NAME.findall(masked)) for lang in own):
+        return "code"    # a word only the probe's language has: `x is None`, `if v == nil`
     names = set(re.findall(r"[A-Za-z_]\w*", masked))
     if _STATEMENT.match(raw) or _STATEMENT.match(masked) or any(KEYWORDS[lang] & names for lang in own):
         return "plain"   # a statement, or broken code that uses the language's own words
@@ -144,16 +156,30 @@ def _is_prose(line: str) -> bool:
 
 @detector("no_code", scope="code")
 def no_code(program: Program, language: str) -> Finding:
-    if not program.kept.strip():
-        reason = f"nothing before the stop rule ({program.cut})" if program.cut else "empty completion"
+    found = _judge(program.prefix, program.kept, language, program.cut)
+    read = program.read or program.kept
+    if (found.metrics["code_lines"] and not found.failed) or read == program.kept:
+        return found
+    # no code line in the program's part, or too little code: what the model wrote decides
+    whole = _judge(program.prefix, read, language, None)
+    added = any(whole.metrics[k] != found.metrics.get(k) for k in ("foreign_lines", "junk_lines"))
+    if not found.failed and not added:
+        return found    # plain lines, then only prose: the answer, then talk about it (the stop rule's cut)
+    whole.metrics["judged_on"] = "whole completion"
+    return whole
+
+
+def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
+    if not kept.strip():
+        reason = f"nothing before the stop rule ({cut})" if cut else "empty completion"
         return Finding(True, {"code_lines": 0, "code_share": 0.0}, {"reason": reason})
-    masked = mask(program.text, language)[len(program.prefix):]
-    if not masked.strip() and ends_open(program.text, language):
-        masked = program.kept   # all of it in a string or comment that never closes: read it as written
+    masked = mask(prefix + kept, language)[len(prefix):]
+    if not masked.strip() and ends_open(prefix + kept, language):
+        masked = kept   # all of it in a string or comment that never closes: read it as written
     counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "junk": 0, "neutral": 0}
     weight = dict.fromkeys(counts, 0)
     examples: dict[str, str] = {}
-    for raw, m in zip(program.kept.splitlines(), masked.splitlines()):
+    for raw, m in zip(kept.splitlines(), masked.splitlines()):
         if not m.strip():
             continue    # blank, or a comment / string line
         kind = classify_line(raw, m, language)

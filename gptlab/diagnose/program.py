@@ -22,6 +22,8 @@ a markdown fence. The stop rule takes what a harness would run, and is the same 
    definition the probe asked for is never dropped.
 
 Strings and comments never count (languages.mask). Without a code_prefix the program is the completion.
+`Program.read` keeps the completion after rules 1 and 2 only, all that a reader reads: no_code falls back on
+it when the program's part shows no code of the probe's language (no_code.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Program:
     cut_offset: int | None = None  # where, in the completion
     later_definitions: list[int] = field(default_factory=list)   # offsets in `kept` (rule 5)
     dropped_tail: bool = False
+    read: str | None = None        # the completion after rules 1-2 only, all that a reader reads (None: kept)
 
     @property
     def text(self) -> str:
@@ -52,7 +55,7 @@ class Program:
         """Rule 5: the same program without its last later definition."""
         at = self.later_definitions[-1]
         return Program(self.prefix, self.kept[:at], self.cut, self.cut_offset,
-                       self.later_definitions[:-1], dropped_tail=True)
+                       self.later_definitions[:-1], dropped_tail=True, read=self.read)
 
     def metrics(self) -> dict:
         m = {"program_chars": len(self.text), "program_cut": self.cut}
@@ -80,12 +83,12 @@ def build_program(code_prefix: str | None, completion: str, language: str) -> Pr
     elif language in LANGS:
         end, why, later = _top_level_end(prefix, body, LANGS[language])
         if end is None:
-            return Program(prefix, body, cut, at, later)
+            return Program(prefix, body, cut, at, later, read=body)
     else:
-        return Program(prefix, body, cut, at)
+        return Program(prefix, body, cut, at, read=body)
     if end is None:
-        return Program(prefix, body, cut, at)
-    return Program(prefix, body[:end], why, skip + end, later if language != "sql" else [])
+        return Program(prefix, body, cut, at, read=body)
+    return Program(prefix, body[:end], why, skip + end, later if language != "sql" else [], read=body)
 
 
 def _lines(text: str):
