@@ -27,6 +27,7 @@ sample. Measurement only: nothing here is part of `gptlab diagnose`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -36,11 +37,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from diagnose_real_split import REAL, half  # noqa: E402  (bench/ is not a package)
+from diagnose_real_split import REAL, half  # bench/ is not a package
 
-from gptlab.checkpoints import discover, load  # noqa: E402
-from gptlab.diagnose.topic_drift import DRIFT_SIMILARITY, similarities, windows  # noqa: E402
-from gptlab.engine import Engine  # noqa: E402
+from gptlab.checkpoints import discover, load
+from gptlab.diagnose.topic_drift import DRIFT_SIMILARITY, similarities, windows
+from gptlab.engine import Engine
 
 VARIANTS = ("tail_vs_none", "tail_vs_other", "whole_vs_none")
 
@@ -101,7 +102,7 @@ def pr(scores: list[float | None], labels: list[bool], threshold: float) -> tupl
 def best_threshold(scores: list[float | None], labels: list[bool]) -> float:
     """The flagging threshold with the best F1 on these samples (the midpoint between two adjacent scores)."""
     xs = sorted({x for x in scores if x is not None})
-    cands = [(a + b) / 2 for a, b in zip(xs, xs[1:])] + [xs[0] - 1e-9]
+    cands = [(a + b) / 2 for a, b in itertools.pairwise(xs)] + [xs[0] - 1e-9]
 
     def f1(t):
         p, r, _ = pr(scores, labels, t)
