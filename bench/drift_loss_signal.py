@@ -138,7 +138,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for r in mine:
             others = sorted(p for d, ps in prompts.items() if d != r["domain"] for p in ps)
-            scored.append({"id": r["id"], "ckpt": f"{name}@{r['step']}", "half": half(r),
+            scored.append({"id": r["id"], "ckpt": f"{name}@{r['step']}", "half": half(r), "max_tokens": r["max_tokens"],
                            "drift": "topic_drift" in r["labels"],
                            "judged": not isinstance(windows(r["prompt"], r["completion"]), str),
                            **gains(s, r, others)})
@@ -160,6 +160,8 @@ def main() -> None:
     groups = {c: [x for x in scored if x["ckpt"] == c] for c in dict.fromkeys(x["ckpt"] for x in scored)}
     for h in ("tuning", "heldout"):
         groups[f"pooled {h}"] = [x for x in scored if x["half"] == h]
+        for n in (80, 200):         # the gains shrink with the completion's length: each length alone
+            groups[f"pooled {h}, {n} tokens"] = [x for x in groups[f"pooled {h}"] if x["max_tokens"] == n]
     groups["pooled all"] = scored
     print("ROC-AUC for topic_drift: all prose samples | only those MiniLM judges (>= 40 words)")
     print(f"{'checkpoint':<26} {'n':>3} {'pos':>3} {'judged':>6} {'pos':>3}  " +
