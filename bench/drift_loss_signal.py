@@ -3,7 +3,7 @@
     python bench/drift_loss_signal.py gptlab-d4=runs/real_d4/checkpoints/step_000300 \\
         nanochat-d2=../shared/peers/nanochat/base_dir/base_checkpoints/d2 llmc-tiny=../shared/peers/llmc/gpt2_tiny.bin \\
         nanogpt-char=../shared/peers/nanogpt/out-pystdlib-char hf-gpt2-200steps=../shared/peers/hf_gpt2/trained_200steps \\
-        [--json out.json]
+        [--json out.json] [--human /work/shared/corpus --n 100]
 
 Each NAME=CHECKPOINT (one checkpoint: a step folder, not a run) scores the prose samples (no `language`) of
 tests/data/diagnose_real.jsonl whose `model` is NAME and whose `step` is the checkpoint's step. The prompt is
@@ -22,6 +22,12 @@ each score for the `topic_drift` label (on all prose samples, and on those MiniL
 recall at the threshold with the best F1 on the tuning-half checkpoints given (bench/diagnose_real_split.py),
 applied to the held-out ones (where MiniLM has not judged a sample it counts as "no drift"), and the time per
 sample. Measurement only: nothing here is part of `gptlab diagnose`.
+
+`--human CORPUS` also scores human text under each checkpoint, as bench/diagnose_calibrate.py builds it (a
+30-word prompt, the document's next 80-160 words), from the documents of CORPUS's web_en and finance_sec that
+the shipped train split (what configs/real_samples_*.toml train on) does not hold: the human continuation
+against the same continuation whose second half is replaced by a passage of another document (a drift), AUC
+per gain and for MiniLM. Only meaningful for checkpoints trained on that prose (the gptlab ones).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import argparse
 import itertools
 import json
 import math
+import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,13 +45,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from diagnose_real_split import REAL, half  # bench/ is not a package
+from diagnose_calibrate import documents, prose_pairs  # bench/ is not a package
+from diagnose_real_split import REAL, half
 
 from gptlab.checkpoints import discover, load
 from gptlab.diagnose.topic_drift import DRIFT_SIMILARITY, similarities, windows
 from gptlab.engine import Engine
 
 VARIANTS = ("tail_vs_none", "tail_vs_other", "whole_vs_none")
+SHIPPED = Path(__file__).resolve().parents[1] / "gptlab" / "corpus"
+HUMAN_DOMAINS = {"web_en": "general", "finance_sec": "finance"}     # corpus domain -> the real set's domain
 
 
 class Scorer:
@@ -72,7 +83,7 @@ class Scorer:
 def gains(s: Scorer, row: dict, others: list[str]) -> dict:
     """The three gains of one sample (see the module docstring)."""
     prompt = s.prompt_ids(row["prompt"], row["max_tokens"])
-    comp = s.tok.encode(row["completion"])
+    comp = s.tok.encode(row["completion"])[:min(row["max_tokens"], s.engine.context - len(s.bos) - 1)]
     cut = max(1, len(comp) // 2)
     head, tail = comp[:cut], comp[cut:] or comp[-1:]
     with_prompt = s.bpb(prompt + head, tail)
@@ -81,6 +92,36 @@ def gains(s: Scorer, row: dict, others: list[str]) -> dict:
     return {"tail_vs_none": s.bpb(s.bos + head, tail) - with_prompt,
             "tail_vs_other": sum(other) / len(other) - with_prompt,
             "whole_vs_none": s.bpb(s.bos + comp[:first], comp[first:]) - s.bpb(prompt + comp[:first], comp[first:])}
+
+
+def human_pairs(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, dict, dict]]:
+    """(real-set domain, human sample, the same with another document's tail) for n pairs per prose domain
+    of `corpus`, from documents the shipped train split does not hold."""
+    rnd, out = random.Random(seed), []
+    for name, domain in HUMAN_DOMAINS.items():
+        seen = {json.loads(line)["text"] for line in (SHIPPED / f"{name}.train.jsonl").open(encoding="utf-8")}
+        for prompt, cont, other in prose_pairs([d for d in documents(corpus, name) if d not in seen], n, rnd):
+            words, foreign = cont.split(), other.split()
+            spliced = " " + " ".join(words[:len(words) // 2] + foreign[len(words) // 2:])
+            out.append((domain, {"prompt": prompt, "completion": cont, "max_tokens": 200},
+                        {"prompt": prompt, "completion": spliced, "max_tokens": 200}))
+    return out
+
+
+def human_check(s: Scorer, label: str, pairs, prompts: dict) -> None:
+    """Print the AUC, human continuation against spliced drift, of each gain and of MiniLM."""
+    samples = [(d, x) for d, human, spliced in pairs for x in (human, spliced)]
+    drift = [i % 2 == 1 for i in range(len(samples))]
+    t0 = time.perf_counter()
+    got = [gains(s, x, sorted(p for dd, ps in prompts.items() if dd != d for p in ps)) for d, x in samples]
+    took = (time.perf_counter() - t0) / len(samples)
+    sims = similarities([(x["prompt"], x["completion"]) for _, x in samples])
+    cells = [f"{v} {fmt(auc([-g[v] for g in got], drift))} (median gain human "
+             f"{statistics.median(g[v] for g, y in zip(got, drift) if not y):+.3f}, spliced "
+             f"{statistics.median(g[v] for g, y in zip(got, drift) if y):+.3f} bpb)" for v in VARIANTS]
+    cells.append(f"minilm {fmt(auc([-x for x in sims], drift))}")
+    print(f"{label}: {len(pairs)} human continuations against the same with another document's tail; AUC "
+          + "; ".join(cells) + f"; {took:.3f} s per sample")
 
 
 def auc(scores: list[float], labels: list[bool]) -> float | None:
@@ -118,6 +159,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", metavar="NAME=CHECKPOINT")
     ap.add_argument("--json", type=Path, help="write every sample's scores here")
+    ap.add_argument("--human", type=Path, metavar="CORPUS", help="also score human text from this corpus")
+    ap.add_argument("--n", type=int, default=100, help="human pairs per prose domain (default 100)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -125,7 +168,8 @@ def main() -> None:
     prompts = {}                                                # domain -> its distinct prompts
     for r in prose:
         prompts.setdefault(r["domain"], set()).add(r["prompt"])
-    scored, timing = [], {}
+    scored, timing, human = [], {}, []
+    pairs = human_pairs(args.human, args.n) if args.human else []
     for spec in args.checkpoints:
         name, _, path = spec.partition("=")
         refs = discover(path)
@@ -143,6 +187,8 @@ def main() -> None:
                            "judged": not isinstance(windows(r["prompt"], r["completion"]), str),
                            **gains(s, r, others)})
         timing[f"{name}@{refs[0].step}"] = (time.perf_counter() - t0) / len(mine)
+        if pairs:
+            human.append((s, f"{name}@{refs[0].step}"))
     t0 = time.perf_counter()
     by_id = {r["id"]: r for r in prose}
     sims = similarities([(by_id[x["id"]]["prompt"], by_id[x["id"]]["completion"]) for x in scored])
@@ -192,6 +238,8 @@ def main() -> None:
               f"{fmt(cells[0][1])} ({cells[0][2]})   held out {fmt(cells[1][0])} / {fmt(cells[1][1])} ({cells[1][2]})")
     print("\nseconds per sample (all three gains, one thread): " +
           ", ".join(f"{c} {t:.3f}" for c, t in timing.items()) + f"; MiniLM (load + embed) {minilm_s:.3f}")
+    for s, label in human:
+        human_check(s, label, pairs, prompts)
     if args.json:
         args.json.write_text(json.dumps(scored, indent=1), encoding="utf-8")
 
