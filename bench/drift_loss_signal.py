@@ -8,7 +8,8 @@
 Each NAME=CHECKPOINT (one checkpoint: a step folder, not a run) scores the prose samples (no `language`) of
 tests/data/diagnose_real.jsonl whose `model` is NAME and whose `step` is the checkpoint's step. The prompt is
 encoded as `gptlab eval` encoded it when sampling (Engine.fit: BOS, cropped to the context), the completion
-is re-encoded with the model's own tokenizer and split into a head (its first half of tokens) and a tail.
+is re-encoded with the model's own tokenizer, cut to max_tokens, and split into a head (its first half of
+tokens) and a tail.
 Three gains, in bits per byte of the scored text (bpb without the prompt minus bpb with it; a text that
 follows from its prompt gains, a drifted tail should gain ~nothing), fixed before any sample was scored:
 * tail_vs_none:  the tail given BOS + head, against the tail given BOS + prompt + head;
@@ -16,6 +17,10 @@ follows from its prompt gains, a drifted tail should gain ~nothing), fixed befor
   of the other domain, general <-> finance), against the tail given BOS + prompt + head;
 * whole_vs_none: the whole completion given BOS only, against given BOS + prompt (the first token is context
   when the tokenizer has no BOS).
+A fourth was added after those three had been scored (post hoc: the head carries the topic, so the prompt
+adds little to the tail in them, drift or not):
+* tail_alone:    the tail given BOS only, against the tail given BOS + prompt, the head left out (as MiniLM
+  compares the prompt with the tail alone).
 The drift score is minus the gain; MiniLM's is minus drift_similarity (gptlab.diagnose.topic_drift), which
 exists only for completions of >= 40 words. Prints, per checkpoint and pooled, positives and the ROC-AUC of
 each score for the `topic_drift` label (on all prose samples, and on those MiniLM judges), then precision /
@@ -52,7 +57,7 @@ from gptlab.checkpoints import discover, load
 from gptlab.diagnose.topic_drift import DRIFT_SIMILARITY, similarities, windows
 from gptlab.engine import Engine
 
-VARIANTS = ("tail_vs_none", "tail_vs_other", "whole_vs_none")
+VARIANTS = ("tail_vs_none", "tail_vs_other", "whole_vs_none", "tail_alone")
 SHIPPED = Path(__file__).resolve().parents[1] / "gptlab" / "corpus"
 HUMAN_DOMAINS = {"web_en": "general", "finance_sec": "finance"}     # corpus domain -> the real set's domain
 
@@ -81,7 +86,7 @@ class Scorer:
 
 
 def gains(s: Scorer, row: dict, others: list[str]) -> dict:
-    """The three gains of one sample (see the module docstring)."""
+    """The four gains of one sample (see the module docstring)."""
     prompt = s.prompt_ids(row["prompt"], row["max_tokens"])
     comp = s.tok.encode(row["completion"])[:min(row["max_tokens"], s.engine.context - len(s.bos) - 1)]
     cut = max(1, len(comp) // 2)
@@ -91,7 +96,8 @@ def gains(s: Scorer, row: dict, others: list[str]) -> dict:
     first = 0 if s.bos else 1                                   # no BOS: the first token is context
     return {"tail_vs_none": s.bpb(s.bos + head, tail) - with_prompt,
             "tail_vs_other": sum(other) / len(other) - with_prompt,
-            "whole_vs_none": s.bpb(s.bos + comp[:first], comp[first:]) - s.bpb(prompt + comp[:first], comp[first:])}
+            "whole_vs_none": s.bpb(s.bos + comp[:first], comp[first:]) - s.bpb(prompt + comp[:first], comp[first:]),
+            "tail_alone": s.bpb(s.bos + tail[:first], tail[first:]) - s.bpb(prompt + tail[:first], tail[first:])}
 
 
 def human_pairs(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, dict, dict]]:
@@ -236,7 +242,7 @@ def main() -> None:
                  for xs in (tune, held)]
         print(f"{'minilm':<20} {f'similarity < {DRIFT_SIMILARITY} (shipped)':<24} tuning {fmt(cells[0][0])} / "
               f"{fmt(cells[0][1])} ({cells[0][2]})   held out {fmt(cells[1][0])} / {fmt(cells[1][1])} ({cells[1][2]})")
-    print("\nseconds per sample (all three gains, one thread): " +
+    print("\nseconds per sample (all four gains, one thread): " +
           ", ".join(f"{c} {t:.3f}" for c, t in timing.items()) + f"; MiniLM (load + embed) {minilm_s:.3f}")
     for s, label in human:
         human_check(s, label, pairs, prompts)
