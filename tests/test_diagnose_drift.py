@@ -97,3 +97,50 @@ def test_missing_model_package_is_reported_not_raised():
     d = json.loads(out.stdout)
     assert "topic_drift" not in d["failures"]
     assert d["metrics"]["not_checked"]["topic_drift"].startswith("unavailable: sentence-embedding model not installed")
+
+
+MDNA = ("Item 7. Management's Discussion and Analysis of Financial Condition and Results of Operations\n\n"
+        "Net sales increased 12% in fiscal 2024, driven by higher delivery volumes in our commercial segment and")
+MDNA_START = (" higher prices for our services. Cost of sales rose with the volume, and gross margin was flat at 31% "
+              "because of the mix of products we sold during the year. ")
+
+
+def test_domain_anchors_read_a_genre_not_a_subject():
+    names, matrix = drift._anchors()
+    assert {"finance_sec", "web_en", "code_python"} <= set(names)
+    assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-3)
+    model = minilm.encoder()
+    tenk, code, plants = model.embed([drift._topic_text(MDNA + MDNA_START),
+                                      "class Reader:\n    def __init__(self, path):\n        self._path = path\n"
+                                      "        self._file = None\n\n    def read(self, size=-1):\n"
+                                      "        if self._file is None:\n"
+                                      "            raise ValueError('I/O operation on closed file')\n"
+                                      "        return self._file.read(size)\n",
+                                      PROMPT])
+    assert drift.domain_of(tenk) == "finance_sec"
+    assert drift.domain_of(code) == "code_python"
+    assert drift.domain_of(plants) is None        # no shipped domain covers photosynthesis
+
+
+def test_salad_in_the_prompts_domain_is_not_drift_but_salad_on_another_subject_is():
+    salad = ("and taxes us our the deferrance of the jurisdictions and may be subject to, in the IRS audits. "
+             "Our the stockholdance of the the proxy, the board, directors of the and we vote the annual meeting "
+             "of the registrant. The cybersecurity of our the officers phishing the incidention, we the insurance "
+             "to a lawsuit of the the court the patentry, and the pension plan of the union employees retirement.")
+    astronomy = ("and the planets us our the orbitance of the stars and may be visible to, in the telescope nights. "
+                 "Our the galaxance of the the moons, the comets, craters of the and we see the solar eclipse "
+                 "of the Sun. The astronomers of our the sky telescopes the nebulation, we the light "
+                 "to a planet of the the universe the starry, and the orbits of the moons around Jupiter and Saturn.")
+    excused, drifted = drift.topic_drift_many([(MDNA, MDNA_START + salad), (MDNA, MDNA_START + astronomy)])
+    assert excused.metrics["drift_similarity"] < drift.DRIFT_SIMILARITY and not excused.failed
+    assert "finance_sec" in excused.metrics["drift_excused"]
+    assert drifted.failed and "drift_excused" not in drifted.metrics
+
+
+def test_a_new_subject_of_the_same_domain_in_real_words_is_still_drift():
+    cybersecurity = ("Our cybersecurity program is overseen by the Chief Information Security Officer, who reports "
+                     "to the Audit Committee each quarter. We assess threats with outside consultants, run phishing "
+                     "exercises for all employees, and keep an incident response plan that we test twice a year. We "
+                     "did not identify any incident in the year that materially affected our business.")
+    d = diagnose(Sample(id="f", domain="finance", prompt=MDNA, completion=MDNA_START + cybersecurity))
+    assert "topic_drift" in d.failures and "drift_excused" not in d.metrics

@@ -2,7 +2,8 @@
 
     gptlab diagnose samples.jsonl
     python -m pytest tests/test_diagnose_drift.py
-    python bench/diagnose_calibrate.py          (DRIFT_SIMILARITY on human and other-document tails)
+    python bench/diagnose_calibrate.py          (the rule on human and other-document tails)
+    python tools/drift_anchors.py               (remakes domain_anchors.json)
 
 The measure is semantic: cosine similarity, under the all-MiniLM-L6-v2 sentence encoder (minilm.py), of
 the prompt (its first PROMPT_WORDS words) and the completion's tail (its last LATE_WORDS words, at most
@@ -11,12 +12,24 @@ and number salad is number_fixation's business. Word-association chains ("photos
 photographs -> cameras") keep a few surface words but lose the topic, which the encoder measures and
 word overlap does not.
 
-The failure: `drift_similarity` < DRIFT_SIMILARITY. Only prose completions of >= MIN_WORDS words are
-judged: shorter ones have no "later part". A completion that moves on to another 10-K Item ("Item 4.
-Executive Officers") is judged on the text before that heading: the new section's subject is set by its
-heading, not by the prompt, and a wrong heading is hallucinated_section's business.
-When a sample drifts, the similarity of the completion's first LATE_WORDS words is reported too
-(`drift_start_similarity`), so the evidence shows the fall.
+The failure: `drift_similarity` < DRIFT_SIMILARITY, unless the completion is word salad in the prompt's own
+domain. Salad ("we will be subject to additional income taxes ... If these clifornia are subject to taxes
+us, accrifications") scores low against any prompt because it says little, not because its subject
+changed. It is excused (`drift_excused` names the domain) when the prompt and the tail read as the same
+corpus domain and the completion coins words (invented_words' test). A text reads as a domain when its
+nearest domain anchor is at least DOMAIN_SIMILARITY similar to it; an anchor is the mean embedding of 300
+windows of a shipped corpus domain (domain_anchors.json, made by tools/drift_anchors.py). Salad on another
+domain's subject (a 10-K prompt answered with astronomy or Python) is still a drift, and so is a tail on
+another subject of the same domain written in real words (a 10-K's revenue, then its cybersecurity
+program: human text coins no words); a prompt on a subject no domain covers (photosynthesis, the autonomic
+nervous system: 0.02-0.16 from every anchor) is read as no domain, so its drifts are never excused.
+
+Only prose completions of >= MIN_WORDS words are judged: shorter ones have no "later part". A completion
+that moves on to another 10-K Item ("Item 4. Executive Officers") is judged on the text before that
+heading: the new section's subject is set by its heading, not by the prompt, and a wrong heading is
+hallucinated_section's business. When a tail falls below DRIFT_SIMILARITY, the similarity of the
+completion's first LATE_WORDS words to the prompt is reported too (`drift_start_similarity`), so the
+evidence shows the fall.
 
 `topic_drift_many` judges many samples in one batched pass of the encoder (what the pipeline calls);
 `similarities` gives the raw measure for calibration.
@@ -24,9 +37,15 @@ When a sample drifts, the similarity of the completion's first LATE_WORDS words 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
 
 from gptlab.diagnose.hallucinated_section import first_heading
+from gptlab.diagnose.invented_words import invented_words
 from gptlab.diagnose.minilm import encoder, unavailable_reason
 from gptlab.diagnose.registry import detector
 from gptlab.diagnose.text import NUMBER_RE, WORD_RE, clip
@@ -40,6 +59,11 @@ LATE_WORDS = 64         # the tail; chosen with bench/diagnose_calibrate.py (sep
 PROMPT_WORDS = 80
 PROMPT_TOKENS = 128     # word pieces; PROMPT_WORDS of English is ~100
 LATE_TOKENS = 96        # LATE_WORDS of English is ~80
+# 84-86% of human 10-K prompts and tails read as finance_sec at this similarity (71-77% of the astronomy
+# textbook as web_en; bench/diagnose_calibrate.py's pairs, shipped corpus); the real set's encyclopedic
+# prompts are at most 0.16 from any anchor.
+DOMAIN_SIMILARITY = 0.30
+ANCHORS = Path(__file__).with_name("domain_anchors.json")
 
 
 @dataclass
@@ -96,6 +120,19 @@ class _Cosines:
         return float(self.vectors[_topic_text(a)] @ self.vectors[_topic_text(b)])
 
 
+@lru_cache(maxsize=1)
+def _anchors() -> tuple[list[str], np.ndarray]:
+    anchors = json.loads(ANCHORS.read_text(encoding="utf-8"))["anchors"]
+    return list(anchors), np.array(list(anchors.values()), dtype=np.float32)
+
+
+def domain_of(vector: np.ndarray) -> str | None:
+    """The corpus domain an embedded text reads as: its nearest anchor, if at least DOMAIN_SIMILARITY."""
+    names, matrix = _anchors()
+    sims = matrix @ vector
+    return names[int(sims.argmax())] if sims.max() >= DOMAIN_SIMILARITY else None
+
+
 def similarities(pairs: list[tuple[str, str]]) -> list[float | None]:
     """drift_similarity for each (prompt, completion); None where drift is not judged or the encoder is
     missing. (Calibration uses this; diagnosis uses topic_drift_many.)"""
@@ -110,13 +147,26 @@ def similarities(pairs: list[tuple[str, str]]) -> list[float | None]:
     return [None if isinstance(w, str) else cos(w.prompt, w.late) for w in wins]
 
 
-def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows) -> Finding:
+def salad_domain(cos: _Cosines, w: DriftWindows, prompt: str, completion: str) -> str | None:
+    """The domain whose vocabulary a low-similarity completion is salad in (the module docstring), or None."""
+    prompt_domain = domain_of(cos.vectors[_topic_text(w.prompt)])
+    if prompt_domain is None or domain_of(cos.vectors[_topic_text(w.late)]) != prompt_domain:
+        return None
+    return prompt_domain if invented_words(prompt, completion).failed else None
+
+
+def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows,
+                            excused: str | None = None) -> Finding:
     metrics = {"drift_similarity": round(similarity, 3)}
-    if similarity >= DRIFT_SIMILARITY:
+    if start_similarity is not None:
+        metrics["drift_start_similarity"] = round(start_similarity, 3)
+    if excused:
+        metrics["drift_excused"] = f"word salad in the prompt's domain ({excused})"
+    if similarity >= DRIFT_SIMILARITY or excused:
         return Finding(False, metrics)
     evidence = {"similarity": round(similarity, 3), "late_span": clip(w.late, 200), "offset": w.late_offset}
     if start_similarity is not None:
-        metrics["drift_start_similarity"] = evidence["start_similarity"] = round(start_similarity, 3)
+        evidence["start_similarity"] = metrics["drift_start_similarity"]
     return Finding(True, metrics, evidence)
 
 
@@ -124,7 +174,7 @@ def topic_drift_many(pairs: list[tuple[str, str]]) -> list[Finding | str]:
     """For each (prompt, completion): a Finding, or a string saying why drift was not judged.
 
     One batched pass over every distinct prompt and tail; the starts are embedded afterwards, only for
-    the samples that drift (evidence, not a decision)."""
+    the samples whose tail falls below DRIFT_SIMILARITY (evidence, not a decision)."""
     wins = [windows(p, c) for p, c in pairs]
     judged = [i for i, w in enumerate(wins) if not isinstance(w, str)]
     if not judged:
@@ -137,12 +187,13 @@ def topic_drift_many(pairs: list[tuple[str, str]]) -> list[Finding | str]:
     cos.add([wins[i].prompt for i in judged], PROMPT_TOKENS)
     cos.add([wins[i].late for i in judged], LATE_TOKENS)
     sims = {i: cos(wins[i].prompt, wins[i].late) for i in judged}
-    drifting = {i for i in judged if sims[i] < DRIFT_SIMILARITY}
-    cos.add([wins[i].early for i in sorted(drifting)], LATE_TOKENS)
+    low = {i for i in judged if sims[i] < DRIFT_SIMILARITY}
+    cos.add([wins[i].early for i in sorted(low)], LATE_TOKENS)
     out = list(wins)
     for i in judged:
-        start = cos(wins[i].prompt, wins[i].early) if i in drifting else None
-        out[i] = finding_from_similarity(sims[i], start, wins[i])
+        start = cos(wins[i].prompt, wins[i].early) if i in low else None
+        excused = salad_domain(cos, wins[i], *pairs[i]) if i in low else None
+        out[i] = finding_from_similarity(sims[i], start, wins[i], excused)
     return out
 
 
