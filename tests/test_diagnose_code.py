@@ -34,6 +34,10 @@ def code(completion, language="python", prefix="def f(xs):\n", **kw):
     ("go", "var timeout = flag.Duration(\"t\", 5)", "code"),      # `var x =` is Go as well as JavaScript
     ("sql", "CREATE TABLE orders (", "code"),
     ("python", "return total", "plain"),
+    ("python", "    _a() is None, _b, 1)", "code"),     # a word only Python has, no marker
+    ("go", "    s = fmt", "code"),
+    ("go", "    _a() is None, _b, 1)", "plain"),          # None is not Go's
+    ("go", "    x = PropTypes.func", "plain"),            # a property named like a Go word is not Go
 ])
 def test_line_classes(language, line, kind):
     assert classify_line(line, line, language) == kind
@@ -273,7 +277,8 @@ def test_a_program_with_code_keeps_its_verdict_whatever_follows_the_stop_rule():
     f = no_code(program, "java")
     assert not f.failed and "judged_on" not in f.metrics
     # the same Python with no Java before it is no code
-    assert no_code(build_program("public int add(int a, int b) {", answer.split("}\n\n")[1], "java"), "java").failed
+    python = answer.split("}\n\n")[1]
+    assert no_code(build_program("public int add(int a, int b) {", python, "java"), "java").failed
 
 
 def test_a_plain_answer_followed_by_prose_keeps_its_verdict():

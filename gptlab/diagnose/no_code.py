@@ -15,12 +15,14 @@ Read on the completion's part of the program (program.py), with strings and comm
   counts as code;
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
-  broken line with the language's words, `def __c, empailstd)`, is plain): shared out like a plain line when
-  some line of the completion is code in the probe's language, or the completion's code uses more words only
-  the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only the
-  suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
+  broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line
+  when some line of the completion is code in the probe's language, or the completion's code uses more words
+  only the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only
+  the suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
   same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
+* an unmarked line that uses a word only the probe's language has (DISTINCT, below: `x is None` in Python,
+  `v == nil` in Go) is code;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
 weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
@@ -31,8 +33,8 @@ probe's language anywhere in what the model wrote, not just before the stop rule
 statement is junk but whose next is a real CREATE VIEW is broken code, not no code; plain lines before a page
 of Python in a SQL probe are no code. A program with a code line that passes keeps its verdict, whatever
 follows the stop rule (junk after a finished method is not the answer); so does one that passes on plain
-lines alone when all that follows is prose (`return x * x`, then a paragraph explaining it). A verdict of the whole completion
-says so in metrics (`judged_on`).
+lines alone when all that follows is prose (`return x * x`, then a paragraph explaining it). A verdict of
+the whole completion says so in metrics (`judged_on`).
 Comments alone are not code, but a completion that is all inside a string or comment it never closes (a
 docstring opened and left open, code written inside it) is read as written. Empty completions fail with
 "empty".
@@ -67,6 +69,8 @@ def classify_line(raw: str, masked: str, language: str) -> str:
         return "prose"
     if language == "java" and re.search(r"[\w\]]\s*$", masked):
         return "foreign"   # every Java statement ends in ; { } or an operator; `best = v` is not Java
+    if any(DISTINCT[lang] & set(_BARE_NAME.findall(masked)) for lang in own):
+        return "code"    # a word only the probe's language has: `x is None`, `if v == nil`
     names = set(re.findall(r"[A-Za-z_]\w*", masked))
     if _STATEMENT.match(raw) or _STATEMENT.match(masked) or any(KEYWORDS[lang] & names for lang in own):
         return "plain"   # a statement, or broken code that uses the language's own words
