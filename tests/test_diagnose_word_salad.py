@@ -4,7 +4,7 @@
 """
 
 from gptlab.diagnose import Sample, diagnose
-from gptlab.diagnose.invented_words import INVENTED_MIN, invented_words, is_english
+from gptlab.diagnose.invented_words import INVENTED_MIN, invented_words, is_english, near_miss
 from gptlab.diagnose.prompt_echo import prompt_echo
 
 HUMAN = ("Photosynthesis is the process by which green plants and some other organisms use sunlight to "
@@ -124,3 +124,13 @@ def test_names_beside_a_capitalised_word_a_hyphen_or_a_brand_mark_are_not_checke
     assert f.metrics["invented_words"] == 1 and not f.failed
     g = invented_words("Describe the Arab kingdoms.", HUMAN_NAMES.replace("Za Kusay", "the Kusay"))
     assert g.metrics["invented_words"] == 2
+
+
+def test_a_rare_list_word_one_letter_from_a_frequent_word_is_a_near_miss():
+    assert near_miss("shole") and near_miss("reate") and not is_english("shole")
+    assert not near_miss("whole") and not near_miss("canceller") and is_english("canceller")
+    assert near_miss("sharding") and is_english("sharding")     # an inflection of "shard" still excuses it
+    assert not near_miss("sestronauts")                          # not in the list: invented anyway
+    f = invented_words("Describe the Moon.", "We call the shole craters in a reate way, the Moon and the Sun "
+                       "being the largest bodies in the sky that anyone can see at night.")
+    assert f.failed and set(f.evidence["words"]) == {"shole", "reate"}

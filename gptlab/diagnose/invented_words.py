@@ -4,22 +4,27 @@
     python -m pytest tests/test_diagnose_word_salad.py
 
 A word is checked when a reader could look it up: a run of >= 3 lower-case ASCII letters (apostrophes inside
-kept; so no acronym or camelCase, and a capitalised word, which may be a name ("Olsavsky"), only as below) that is not
-glued to a digit, underscore, dot, slash or @ (code identifiers, file names, URLs, e-mail addresses) and not one
-of the prompt's own words. Inside a token glued by digits, underscores or a lower-to-upper case change
-("seledelher127", "_dec_from_triplenanificstat", "emptygndexError"), each lower-case part of >= GLUED_MIN
-letters that starts the token or follows a digit, underscore or case change is checked as well (so
-"getItem_2" and "McKesson" check nothing: "get" is short, "Kesson" is capitalised). It is invented when it is
-in no English word list: wordfreq's "best" English list (321,180 words, from Wikipedia, subtitles, news,
-books, the web...), also after taking off one common inflection or prefix ("spyglasses", "reemitted") when
-what remains is a word of Zipf frequency >= BASE_ZIPF (the list's rarest entries, "caut", "sust", would
-otherwise excuse "cauts", "sustes"); "es" comes off only after s, x, z, ch, sh or o ("speares" is not
-"spear"). A capitalised word inside a sentence may be a name, so it is checked only in a text that already
-coins a lower-case word (one that is checked, glued parts included: a sentence-initial word may be a name) and
-only when it stands alone ("the Decisc advertising"): not next to another capitalised word ("Za Kusay", "U.S.
-Steel"), not hyphen-joined ("Al-Hirah") and not marked as a brand ("Halog®"). Typos and rare words exist in
-human text too, so one invented word is not a failure: the mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words,
-or, in a short text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
+kept; so no acronym or camelCase; a capitalised word only where it starts a sentence or a line, see below for
+the others, which may be names: "Olsavsky", "Trokelowe") that is not glued to a digit, underscore, dot, slash
+or @ (code identifiers, file names, URLs, e-mail addresses) and not one of the prompt's own words. Inside a
+token glued by digits, underscores or a lower-to-upper case change ("seledelher127",
+"_dec_from_triplenanificstat", "emptygndexError"), each lower-case part of >= GLUED_MIN letters that starts
+the token or follows a digit, underscore or case change is checked as well (so "getItem_2" and "McKesson"
+check nothing: "get" is short, "Kesson" is capitalised). A capitalised word inside a sentence is checked only
+in a text that already coins a lower-case word (a checked one, glued parts included; not a sentence-initial
+one, which may be a name) and only when it stands alone ("the Decisc advertising"): not next to another
+capitalised word ("Za Kusay", "U.S. Steel"), not hyphen-joined ("Al-Hirah"), not marked as a brand ("Halog®").
+
+A checked word is invented when it is in no English word list: wordfreq's "best" English list (321,180 words,
+from Wikipedia, subtitles, news, books, the web...), also after taking off one common inflection or prefix
+("spyglasses", "reemitted") when what remains is a word of Zipf frequency >= BASE_ZIPF (the list's rarest
+entries, "caut", "sust", would otherwise excuse "cauts", "sustes"); "es" comes off only after s, x, z, ch, sh
+or o ("speares" is not "spear"). A list word of >= 4 letters rarer than NEAR_MISS_ZIPF that is one letter
+(added, dropped, changed or two swapped) away from a word of Zipf >= NEAR_WORD_ZIPF is a near miss and counts
+as invented unless an inflection excuses it ("shole": "whole", "reate": "create"; "sharding", near "sharing",
+is "shard" + ing). Typos and rare words exist in human text too, so one invented word is not a failure: the
+mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words, or, in a short
+text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
 INVENTED_SHARE_SHORT = 0.06   # ... making a larger share
 BASE_ZIPF = 2.0           # an inflected or prefixed word's stem must be at least this common (Zipf scale)
 GLUED_MIN = 5             # letters of a glued token's part to be checked
+NEAR_MISS_ZIPF = 1.5      # a list word rarer than this (Zipf scale) ...
+NEAR_WORD_ZIPF = 4.5      # ... one letter away from a word at least this common is a near miss
 EVIDENCE_WORDS = 12
 
 _WORD = re.compile(r"(?<![\w.@/\\])[A-Za-z]{3,}(?:['’][A-Za-z]+)*(?![\w@/\\]|\.\w)")
@@ -65,10 +72,39 @@ def _common(word: str, zipf: float = BASE_ZIPF) -> bool:
     return f is not None and math.log10(f) + 9 >= zipf
 
 
+@lru_cache(maxsize=1)
+def _frequent_words() -> frozenset[str]:
+    """The list's words of Zipf >= NEAR_WORD_ZIPF (the ones a near miss is one letter away from)."""
+    return frozenset(w for w, f in english_words().items() if math.log10(f) + 9 >= NEAR_WORD_ZIPF)
+
+
+def _one_letter_away(w: str):
+    """The strings one letter away from w: a letter dropped, two swapped, one changed or one added."""
+    for i in range(len(w) + 1):
+        a, b = w[:i], w[i:]
+        if b:
+            yield a + b[1:]
+        if len(b) > 1:
+            yield a + b[1] + b[0] + b[2:]
+        for c in "abcdefghijklmnopqrstuvwxyz":
+            if b and c != b[0]:
+                yield a + c + b[1:]
+            yield a + c + b
+
+
+def near_miss(w: str) -> bool:
+    """A rare list word one letter away from a frequent word ("shole": "whole")."""
+    if len(w) < 4 or not w.isalpha() or _common(w, NEAR_MISS_ZIPF):
+        return False
+    frequent = _frequent_words()
+    return any(v in frequent for v in _one_letter_away(w))
+
+
 def is_english(word: str) -> bool:
-    """In the English word list, as written or with one common inflection or prefix taken off a common stem."""
+    """In the English word list (not as a near miss), as written or with one common inflection or prefix taken
+    off a common stem."""
     w = word.lower().replace("’", "'")
-    if w in english_words():
+    if w in english_words() and not near_miss(w):
         return True
     for suffix in _SUFFIXES:
         if w.endswith(suffix) and len(w) - len(suffix) >= 4:
