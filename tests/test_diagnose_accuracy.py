@@ -25,7 +25,7 @@ import pytest
 
 from gptlab.diagnose import MODES, diagnose_many
 from gptlab.diagnose.io import sample_from_dict
-from gptlab.diagnose.scoring import render, score
+from gptlab.diagnose.scoring import micro, render, score
 from gptlab.sandbox import isolation
 
 DATA = Path(__file__).parent / "data"
@@ -33,6 +33,7 @@ LABELLED, HELDOUT = DATA / "diagnose_labelled.jsonl", DATA / "diagnose_heldout.j
 BLIND = sorted(DATA.glob("diagnose_blind*.jsonl"))
 REAL = DATA / "diagnose_real.jsonl"
 FLOOR = 0.7
+REAL_MICRO_F1_FLOOR = 0.88
 # Modes that the written sets predate: they have no positives there (and must find none).
 LATER_MODES = ("invented_words",)
 
@@ -109,3 +110,5 @@ def test_real_model_output():
     assert set(frequent) >= {"topic_drift", "invented_words", "no_code", "syntax_error"}
     misses = below_floor(frequent)
     assert not misses, f"below {FLOOR}: {misses}\n{render(table)}"
+    # version 9 scores micro-F1 0.90 on the detectors' modes; a change that loses 2 points of it is a regression
+    assert micro(table)["f1"] >= REAL_MICRO_F1_FLOOR, render(table)
