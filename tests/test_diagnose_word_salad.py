@@ -101,7 +101,6 @@ def test_coined_parts_of_glued_tokens_are_checked_and_real_identifiers_pass():
     assert not g.failed and g.metrics["invented_words"] == 0
 
 
-
 # Capitalised words inside a sentence may be names: checked only where the text already coins lower-case words.
 CAPITALISED_SALAD = ("Our revenue from the Vorbentic programs and the Galdrest segment grew, while the plurnished "
                      "margin of our products declined in the year as costs rose.")
