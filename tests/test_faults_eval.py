@@ -45,6 +45,9 @@ from contextlib import contextmanager
 from gptlab.store import Store
 from gptlab.cli import main
 
+# Ctrl-C reaches the job as it would from a terminal, even when the test runner was started in the background
+# (`make test &`): a shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 fault, args = sys.argv[1], sys.argv[2:]
 method, _, rest = fault.partition(":")
 nth, _, where = rest.partition(":")
@@ -62,8 +65,7 @@ def transaction(self):
             time.sleep(0.4)
         if method == "hold" and current["method"] == "put_samples" and current["calls"]["put_samples"] == 2:
             open(os.environ["GPTLAB_TEST_HELD"], "w").close()
-            for _ in range(1200):   # short sleeps: a SIGINT that lands on one of torch's threads is still seen
-                time.sleep(0.1)     # within 0.1 s (Python runs signal handlers only when its main thread does)
+            time.sleep(120)
         if where == "inside" and current["method"] == method and current["calls"][method] == int(nth):
             die()
 Store.transaction = transaction
