@@ -66,16 +66,21 @@ def english_words() -> dict[str, float]:
     return wordfreq.get_frequency_dict("en", wordlist="best")
 
 
+def _zipf(frequency: float) -> float:
+    """A share of all words on the Zipf scale: log10 of occurrences per billion words."""
+    return math.log10(frequency) + 9
+
+
 def _common(word: str, zipf: float = BASE_ZIPF) -> bool:
-    """In the list at Zipf frequency (log10 of occurrences per billion words) >= zipf."""
+    """In the list at Zipf frequency >= zipf."""
     f = english_words().get(word)
-    return f is not None and math.log10(f) + 9 >= zipf
+    return f is not None and _zipf(f) >= zipf
 
 
 @lru_cache(maxsize=1)
 def _frequent_words() -> frozenset[str]:
     """The list's words of Zipf >= NEAR_WORD_ZIPF (the ones a near miss is one letter away from)."""
-    return frozenset(w for w, f in english_words().items() if math.log10(f) + 9 >= NEAR_WORD_ZIPF)
+    return frozenset(w for w, f in english_words().items() if _zipf(f) >= NEAR_WORD_ZIPF)
 
 
 def _one_letter_away(w: str):
@@ -151,9 +156,11 @@ def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
     words, capitalised = _checked(completion, prompt_words)
     checked = words + list(_glued_parts(completion, prompt_words))
-    if any(w.islower() and not is_english(w) for w in checked):     # the text coins words: a lone capitalised
-        checked += capitalised                                        # word is more likely coined than a name
-    invented = [w.lower() for w in checked if not is_english(w)]
+    invented = [w for w in checked if not is_english(w)]
+    if any(w.islower() for w in invented):     # the text coins words: a lone capitalised word is more likely
+        checked += capitalised                 # coined than a name
+        invented += [w for w in capitalised if not is_english(w)]
+    invented = [w.lower() for w in invented]
     counts = Counter(invented)                      # in first-seen order
     distinct = sorted(counts, key=lambda w: -counts[w])   # most used first, then in order
     share = len(invented) / len(checked) if checked else 0.0

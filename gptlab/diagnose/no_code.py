@@ -157,11 +157,10 @@ def _is_prose(line: str) -> bool:
 @detector("no_code", scope="code")
 def no_code(program: Program, language: str) -> Finding:
     found = _judge(program.prefix, program.kept, language, program.cut)
-    read = program.read or program.kept
-    if (found.metrics["code_lines"] and not found.failed) or read == program.kept:
+    if (found.metrics["code_lines"] and not found.failed) or program.read == program.kept:
         return found
     # no code line in the program's part, or too little code: what the model wrote decides
-    whole = _judge(program.prefix, read, language, None)
+    whole = _judge(program.prefix, program.read, language, None)
     added = any(whole.metrics[k] != found.metrics.get(k) for k in ("foreign_lines", "junk_lines"))
     if not found.failed and not added:
         return found    # plain lines, then only prose: the answer, then talk about it (the stop rule's cut)

@@ -218,7 +218,8 @@ def _phase2_drift(partials: list[_Partial], progress):
         return
     if progress:
         progress(0, len(todo), "topic drift")
-    for p, result in zip(todo, topic_drift_many([p.drift_pair for p in todo])):
+    coins = [p.findings["invented_words"].failed for p in todo]     # phase 1's, not computed again
+    for p, result in zip(todo, topic_drift_many([p.drift_pair for p in todo], coins)):
         if isinstance(result, Finding):
             p.findings["topic_drift"] = result
         else:

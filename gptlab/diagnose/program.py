@@ -41,11 +41,11 @@ FENCE_RE = re.compile(r"^[ \t]*```", re.MULTILINE)
 class Program:
     prefix: str
     kept: str                      # the completion's part that is in the program
+    read: str                      # the completion after rules 1-2 only, all that a reader reads
     cut: str | None = None         # why the completion was cut, for evidence
     cut_offset: int | None = None  # where, in the completion
     later_definitions: list[int] = field(default_factory=list)   # offsets in `kept` (rule 5)
     dropped_tail: bool = False
-    read: str | None = None        # the completion after rules 1-2 only, all that a reader reads (None: kept)
 
     @property
     def text(self) -> str:
@@ -54,8 +54,8 @@ class Program:
     def without_tail(self) -> "Program":
         """Rule 5: the same program without its last later definition."""
         at = self.later_definitions[-1]
-        return Program(self.prefix, self.kept[:at], self.cut, self.cut_offset,
-                       self.later_definitions[:-1], dropped_tail=True, read=self.read)
+        return Program(self.prefix, self.kept[:at], self.read, self.cut, self.cut_offset,
+                       self.later_definitions[:-1], dropped_tail=True)
 
     def metrics(self) -> dict:
         m = {"program_chars": len(self.text), "program_cut": self.cut}
@@ -83,12 +83,12 @@ def build_program(code_prefix: str | None, completion: str, language: str) -> Pr
     elif language in LANGS:
         end, why, later = _top_level_end(prefix, body, LANGS[language])
         if end is None:
-            return Program(prefix, body, cut, at, later, read=body)
+            return Program(prefix, body, body, cut, at, later)
     else:
-        return Program(prefix, body, cut, at, read=body)
+        return Program(prefix, body, body, cut, at)
     if end is None:
-        return Program(prefix, body, cut, at, read=body)
-    return Program(prefix, body[:end], why, skip + end, later if language != "sql" else [], read=body)
+        return Program(prefix, body, body, cut, at)
+    return Program(prefix, body[:end], body, why, skip + end, later if language != "sql" else [])
 
 
 def _lines(text: str):

@@ -147,12 +147,12 @@ def similarities(pairs: list[tuple[str, str]]) -> list[float | None]:
     return [None if isinstance(w, str) else cos(w.prompt, w.late) for w in wins]
 
 
-def salad_domain(cos: _Cosines, w: DriftWindows, prompt: str, completion: str) -> str | None:
-    """The domain whose vocabulary a low-similarity completion is salad in (the module docstring), or None."""
+def shared_domain(cos: _Cosines, w: DriftWindows) -> str | None:
+    """The corpus domain that both the prompt and the tail read as, or None."""
     prompt_domain = domain_of(cos.vectors[_topic_text(w.prompt)])
     if prompt_domain is None or domain_of(cos.vectors[_topic_text(w.late)]) != prompt_domain:
         return None
-    return prompt_domain if invented_words(prompt, completion).failed else None
+    return prompt_domain
 
 
 def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows,
@@ -170,8 +170,10 @@ def finding_from_similarity(similarity: float, start_similarity: float | None, w
     return Finding(True, metrics, evidence)
 
 
-def topic_drift_many(pairs: list[tuple[str, str]]) -> list[Finding | str]:
-    """For each (prompt, completion): a Finding, or a string saying why drift was not judged.
+def topic_drift_many(pairs: list[tuple[str, str]], coins_words: list[bool] | None = None) -> list[Finding | str]:
+    """For each (prompt, completion): a Finding, or a string saying why drift was not judged. `coins_words`:
+    whether each completion fails invented_words, where the caller has it (the pipeline); else computed here,
+    for the samples that need it.
 
     One batched pass over every distinct prompt and tail; the starts are embedded afterwards, only for
     the samples whose tail falls below DRIFT_SIMILARITY (evidence, not a decision)."""
@@ -191,8 +193,12 @@ def topic_drift_many(pairs: list[tuple[str, str]]) -> list[Finding | str]:
     cos.add([wins[i].early for i in sorted(low)], LATE_TOKENS)
     out = list(wins)
     for i in judged:
-        start = cos(wins[i].prompt, wins[i].early) if i in low else None
-        excused = salad_domain(cos, wins[i], *pairs[i]) if i in low else None
+        start = excused = None
+        if i in low:   # word salad in the prompt's own domain is excused (the module docstring)
+            start = cos(wins[i].prompt, wins[i].early)
+            domain = shared_domain(cos, wins[i])
+            if domain and (coins_words[i] if coins_words is not None else invented_words(*pairs[i]).failed):
+                excused = domain
         out[i] = finding_from_similarity(sims[i], start, wins[i], excused)
     return out
 
