@@ -1,6 +1,7 @@
 """The real set's accuracy on two halves split by model: one half to tune the detectors on, one held out.
 
     python bench/diagnose_real_split.py [--only tuning|heldout|all] [--errors] [--mode MODE] [--json OUT]
+    python bench/diagnose_real_split.py --data tests/data/diagnose_real_fresh.jsonl     (another set, scored whole)
 
 tests/data/diagnose_real.jsonl has 42 samples from each of ten checkpoints (model, step). The halves are fixed
 here, each with gptlab models of both depths, two peer models and every language (each checkpoint answered
@@ -58,8 +59,11 @@ def main():
     ap.add_argument("--errors", action="store_true", help="list false negatives and false positives")
     ap.add_argument("--mode")
     ap.add_argument("--json", type=Path, help="write the per-half tables here")
+    ap.add_argument("--data", type=Path, default=REAL, help="labelled samples (default: the real set)")
     args = ap.parse_args()
-    rows = [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.data.resolve() != REAL.resolve():
+        args.only = "all"     # the halves are the real set's
     if args.only in ("tuning", "heldout"):
         rows = [r for r in rows if half(r) == args.only]
     diagnoses = diagnose_many([sample_from_dict(r) for r in rows], execute=isolation() is not None)

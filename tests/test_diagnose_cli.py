@@ -28,6 +28,16 @@ def write_lines(path, lines):
     return path
 
 
+def test_the_parsers_warnings_on_model_code_stay_off_the_terminal(tmp_path):
+    """`4x0` and `1if` draw SyntaxWarnings from Python's parser; they are the model's, not the user's, so stderr
+    stays empty (a real fresh-set sample printed "<unknown>:1: SyntaxWarning: invalid decimal literal")."""
+    sample = {"id": "w", "domain": "code", "language": "python", "prompt": "def f(x):\n", "code_prefix": "def f(x):\n",
+              "completion": "    y = 1if x else 2\n    return [0x0, 4x000]\n"}
+    out = run_gptlab("diagnose", write_lines(tmp_path / "w.jsonl", [sample]), "--json", "--no-exec")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout)["failures"] == ["syntax_error"]
+
+
 def test_json_lines_one_per_input_in_order(tmp_path):
     out = run_gptlab("diagnose", write_lines(tmp_path / "s.jsonl", GOOD), "--json", "--no-exec")
     assert out.returncode == 0, out.stderr

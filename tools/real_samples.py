@@ -20,11 +20,11 @@ from pathlib import Path
 
 from gptlab.store import Store
 
-LENGTHS = {80: 1, 200: 2}   # max_tokens -> job seed
+LENGTHS = {80: 1, 200: 2}   # max_tokens -> job seed (tests/data/diagnose_real.jsonl; --seeds changes them)
 
 
-def sample(db: Path, checkpoint: str, *, samples: int, threads: int) -> None:
-    for max_tokens, seed in LENGTHS.items():
+def sample(db: Path, checkpoint: str, *, samples: int, threads: int, lengths: dict[int, int]) -> None:
+    for max_tokens, seed in lengths.items():
         subprocess.run([sys.executable, "-m", "gptlab", "eval", checkpoint, "--db", str(db), "--no-bpb",
                         "--no-diagnose", "--temperature", "0.8", "--max-tokens", str(max_tokens),
                         "--seed", str(seed), "--samples", str(samples), "--threads", str(threads)], check=True)
@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1, help="samples per probe and length (default 1)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-sample", action="store_true", help="only export what the store holds")
+    parser.add_argument("--seeds", type=int, nargs=2, default=list(LENGTHS.values()), metavar=("SEED80", "SEED200"),
+                        help="job seeds of the 80- and 200-token samples (default 1 2; tests/data/"
+                             "diagnose_real_fresh.jsonl used 3 4)")
     args = parser.parse_args()
     names = {}   # checkpoint path -> model name
     for spec in args.checkpoints:
@@ -71,7 +74,8 @@ def main() -> None:
         names[path] = name
     if not args.no_sample:
         for path in names:
-            sample(args.db, path, samples=args.samples, threads=args.threads)
+            sample(args.db, path, samples=args.samples, threads=args.threads,
+                   lengths=dict(zip(LENGTHS, args.seeds)))
     rows = lines(args.db, names)
     args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     print(f"{len(rows)} samples -> {args.out}")

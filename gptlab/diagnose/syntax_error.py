@@ -14,8 +14,10 @@ The evidence names the first error: its line in the program, the parser's messag
 from __future__ import annotations
 
 import ast
+import re
 import sqlite3
 import threading
+import warnings
 from dataclasses import dataclass
 
 import tree_sitter
@@ -28,6 +30,7 @@ from gptlab.diagnose.text import clip
 from gptlab.diagnose.types import Finding
 
 _GRAMMARS = {"go": tree_sitter_go, "java": tree_sitter_java}     # else JavaScript's, which includes JSX
+PROGRAM_FILE = "<model program>"   # the file name a model's Python program is parsed under
 _PARSERS: dict = {}
 _LOCK = threading.Lock()
 
@@ -64,9 +67,13 @@ def _error(program: str, line: int, column: int, message: str) -> dict:
 
 
 def _parse_python(program: str) -> Parsed:
+    # The program draws the parser's warnings ("invalid decimal literal" for `4x000`): a finding, not a message
+    # for the user's terminal. The filter names the programs' file only; set again on each call (idempotent),
+    # since a caller such as pytest may reset the filters, and not through catch_warnings, which threads race on.
+    warnings.filterwarnings("ignore", category=SyntaxWarning, module=re.escape(PROGRAM_FILE))
     try:
-        tree = ast.parse(program)
-        compile(tree, "<program>", "exec", dont_inherit=True)
+        tree = ast.parse(program, PROGRAM_FILE)
+        compile(tree, PROGRAM_FILE, "exec", dont_inherit=True)
     except SyntaxError as e:
         return Parsed(False, None, _error(program, e.lineno or 0, e.offset or 0, f"{type(e).__name__}: {e.msg}"))
     except (RecursionError, MemoryError, ValueError) as e:
