@@ -6,11 +6,12 @@
 A config has four tables: [model], [tokenizer], [data] (a list of [[data.domains]]) and [train], and two
 optional ones, [logging] (W&B project and entity, TensorBoard folder: gptlab/trackers.py) and [ladder] (the
 sizes `gptlab ladder` trains the recipe at: gptlab/commands/ladder.py, docs/ladder.md). Every field's
-type and range is checked here, in one table (`RULES`), plus what no single field can say (`validate`): a bad
-value is a one-line GptlabError naming the file and the key (`train.log_every must be at least 1, got 0`), and
-unknown keys are errors too. Paths in a config are relative to the config file; a path starting with `gptlab:`
-refers to a file shipped inside the package (e.g. `gptlab:corpus/web_en.val.jsonl`); a glob
-(`data/py/*.parquet`) becomes its matching files, sorted, and one that matches nothing is an error.
+type and range is checked against one table (`RULES`, in gptlab/config_rules.py), plus what no single field
+can say (`validate`, here): a bad value is a one-line GptlabError naming the file and the key
+(`train.log_every must be at least 1, got 0`), and unknown keys are errors too. Paths in a config are
+relative to the config file; a path starting with `gptlab:` refers to a file shipped inside the package (e.g.
+`gptlab:corpus/web_en.val.jsonl`); a glob (`data/py/*.parquet`) becomes its matching files, sorted, and one
+that matches nothing is an error.
 Presets are TOML files in gptlab/presets/ (`demo`, `d12`, ...): `gptlab train d12` finds them by name.
 """
 
@@ -23,6 +24,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gptlab.config_rules import FieldError, check_value, show_value
 from gptlab.errors import GptlabError
 from gptlab.textfile import parse_toml, read_text_file
 
@@ -129,75 +131,8 @@ class Config:
         return d
 
 
-@dataclass(frozen=True)
-class Rule:
-    """What one field accepts beyond its type: an inclusive range [lo, hi], an exclusive bound (above, below),
-    a set of choices, or for text what it names ("name": a run or domain name, "path": a file, "label": a
-    printable name for another tool)."""
-    lo: float | None = None
-    hi: float | None = None
-    above: float | None = None
-    below: float | None = None
-    choices: tuple = ()
-    text: str = ""
-    even: bool = False
-
-
-# Every field of every table, in one place: (table, key) -> Rule. tests/test_config.py checks none is missing.
-RULES: dict[tuple[str, str], Rule] = {
-    ("", "name"): Rule(text="name"),
-    ("model", "depth"): Rule(lo=1, hi=1024),
-    ("model", "n_embd"): Rule(lo=0, hi=1 << 16),
-    ("model", "head_dim"): Rule(lo=2, hi=1 << 16, even=True),       # rotary embeddings turn pairs of dims
-    ("model", "n_kv_head"): Rule(lo=0, hi=1 << 16),
-    ("model", "vocab_size"): Rule(lo=2, hi=2**32 - 1),              # token ids are stored as uint32 at most
-    ("model", "sequence_len"): Rule(lo=1, hi=1 << 24),
-    ("model", "softcap"): Rule(above=0),                            # logits = softcap * tanh(logits / softcap)
-    ("model", "rope_base"): Rule(above=0),
-    ("tokenizer", "path"): Rule(text="path"),
-    ("tokenizer", "train_chars"): Rule(lo=1),
-    ("domain", "name"): Rule(text="name"),
-    ("domain", "train"): Rule(text="path"),
-    ("domain", "val"): Rule(text="path"),
-    ("domain", "weight"): Rule(lo=0),
-    ("domain", "group"): Rule(),
-    ("train", "steps"): Rule(lo=1),
-    ("train", "total_batch_tokens"): Rule(lo=1),
-    ("train", "device_batch_size"): Rule(lo=1),
-    ("train", "warmup_steps"): Rule(lo=0),
-    ("train", "warmdown_frac"): Rule(lo=0, hi=1),
-    ("train", "final_lr_frac"): Rule(lo=0, hi=1),
-    ("train", "matrix_lr"): Rule(lo=0),
-    ("train", "embedding_lr"): Rule(lo=0),
-    ("train", "unembedding_lr"): Rule(lo=0),
-    ("train", "weight_decay"): Rule(lo=0),
-    ("train", "adam_betas"): Rule(lo=0, below=1),
-    ("train", "grad_clip"): Rule(lo=0),
-    ("train", "eval_every"): Rule(lo=1),
-    ("train", "eval_tokens"): Rule(lo=0),
-    ("train", "save_every"): Rule(lo=1),
-    ("train", "log_every"): Rule(lo=1),
-    ("train", "seed"): Rule(lo=0),
-    ("train", "dtype"): Rule(choices=("auto", "float32", "bfloat16")),
-    ("train", "compile"): Rule(),
-    ("train", "threads"): Rule(lo=0, hi=1024),                      # 0: torch's default
-    ("logging", "wandb_project"): Rule(text="label"),
-    ("logging", "wandb_entity"): Rule(text="label"),
-    ("logging", "tensorboard_dir"): Rule(text="path"),
-    ("ladder", "axis"): Rule(text="label"),         # a numeric key; it and the values: commands/ladder_plan.py
-    ("ladder", "values"): Rule(),
-    ("ladder", "tokens_per_param"): Rule(lo=0),
-    ("ladder", "flops"): Rule(lo=0),
-    ("ladder", "checkpoints"): Rule(lo=1, hi=1000),
-}
 TABLES = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig, "train": TrainConfig,
           "logging": LoggingConfig, "ladder": LadderConfig}
-
-
-def _show(value) -> str:
-    """A value for a one-line message: its repr (newlines escaped), cut to 60 characters."""
-    r = repr(value)
-    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def _build(cls, raw, path: str, table: str = "", label: str = "", where: str = ""):
@@ -220,8 +155,8 @@ def _build(cls, raw, path: str, table: str = "", label: str = "", where: str = "
             kwargs[name] = [_build_domain(v, path, i) for i, v in enumerate(value)]
         else:
             try:
-                kwargs[name] = _check(value, str(fields[name].type), RULES[table, name], f"{label}{name}")
-            except _FieldError as e:
+                kwargs[name] = check_value(value, str(fields[name].type), table, name, f"{label}{name}")
+            except FieldError as e:
                 raise GptlabError(f"{path}: {e}") from None
     missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
@@ -236,82 +171,6 @@ def _build_domain(raw, path: str, i: int) -> DomainConfig:
     return _build(DomainConfig, raw, path, "domain", label, f"{path} [[data.domains]] #{i + 1}")
 
 
-class _FieldError(GptlabError):
-    """A bad value, before the file name is put in front of it."""
-
-
-def check_value(value, type_name: str, table: str, key: str, label: str):
-    """`value` as the type of field `type_name` with the rule of (table, key), or a GptlabError naming `label`."""
-    return _check(value, type_name, RULES[table, key], label)
-
-
-def _check(value, type_name: str, rule: Rule, key: str):
-    """`value` as the field's type (int, float, str, bool, list[str], tuple[float, float]) within `rule`."""
-    if type_name.startswith("list["):           # list[str], list[float]
-        item, kind = type_name[5:-1], "strings" if type_name == "list[str]" else "numbers"
-        if not isinstance(value, list):
-            raise _FieldError(f"{key} must be a list of {kind}, got {_show(value)}")
-        return [_check(v, item, rule, f"{key}[{i}]") for i, v in enumerate(value)]
-    if type_name.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise _FieldError(f"{key} must be a list of two numbers, got {_show(value)}")
-        return tuple(_check(v, "float", rule, f"{key}[{i}]") for i, v in enumerate(value))
-    if type_name == "bool":
-        if not isinstance(value, bool):
-            raise _FieldError(f"{key} must be true or false, got {_show(value)}")
-        return value
-    if type_name == "str":
-        if not isinstance(value, str):
-            raise _FieldError(f"{key} must be a string, got {_show(value)}")
-        return _check_text(value, rule, key)
-    if type_name == "int":
-        if isinstance(value, bool):
-            raise _FieldError(f"{key} must be int, got {_show(value)}")
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int):
-            raise _FieldError(f"{key} must be an integer, got {_show(value)}")
-    elif type_name == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _FieldError(f"{key} must be a number, got {_show(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise _FieldError(f"{key} must be a finite number, got {_show(value)}")
-    return _check_range(value, rule, key)
-
-
-def _check_range(value, rule: Rule, key: str):
-    if rule.lo is not None and value < rule.lo:
-        raise _FieldError(f"{key} must be at least {rule.lo}, got {_show(value)}")
-    if rule.hi is not None and value > rule.hi:
-        raise _FieldError(f"{key} must be at most {rule.hi}, got {_show(value)}")
-    if rule.above is not None and not value > rule.above:
-        raise _FieldError(f"{key} must be above {rule.above}, got {_show(value)}")
-    if rule.below is not None and not value < rule.below:
-        raise _FieldError(f"{key} must be below {rule.below}, got {_show(value)}")
-    if rule.even and value % 2:
-        raise _FieldError(f"{key} must be even, got {_show(value)}")
-    return value
-
-
-def _check_text(value: str, rule: Rule, key: str) -> str:
-    if rule.choices and value not in rule.choices:
-        raise _FieldError(f"{key} must be {', '.join(rule.choices[:-1])} or {rule.choices[-1]}, got {_show(value)}")
-    if rule.text and "\0" in value:
-        raise _FieldError(f"{key} must not contain a NUL character, got {_show(value)}")
-    if rule.text == "name":
-        if not value:
-            raise _FieldError(f"{key} must not be empty")
-        if value in (".", "..") or any(c in value for c in "/\\") or not value.isprintable():
-            raise _FieldError(f"{key} must not contain '/', '\\' or control characters, nor be '.' or '..', "
-                              f"got {_show(value)}")
-    if rule.text == "label" and not value.isprintable():
-        raise _FieldError(f"{key} must not contain control characters, got {_show(value)}")
-    if rule.text == "path" and key.startswith("domain") and not value:
-        raise _FieldError(f"{key} must not be empty (a corpus file or glob)")
-    return value
-
-
 def resolve_config_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     try:
@@ -323,7 +182,7 @@ def resolve_config_path(name_or_path: str) -> Path:
     except (OSError, ValueError):        # a name too long for the file system, a NUL byte
         pass
     names = ", ".join(sorted(q.stem for q in PRESETS_DIR.glob("*.toml")))
-    raise GptlabError(f"{_show(str(name_or_path))}: no such config file or preset (presets: {names})")
+    raise GptlabError(f"{show_value(str(name_or_path))}: no such config file or preset (presets: {names})")
 
 
 MAX_CONFIG_BYTES = 4 * 2**20      # a config is a few KB; more is not a config
@@ -353,7 +212,7 @@ def _one_line(text: str) -> str:
 def apply_override(raw: dict, item: str) -> None:
     """`train.steps=200` -> raw['train']['steps'] = 200 (the value is parsed as TOML, else a string)."""
     if "=" not in item:
-        raise GptlabError(f"--set {_show(item)}: expected KEY=VALUE, e.g. train.steps=200")
+        raise GptlabError(f"--set {show_value(item)}: expected KEY=VALUE, e.g. train.steps=200")
     key, text = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {text}")["v"]
@@ -364,7 +223,7 @@ def apply_override(raw: dict, item: str) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise GptlabError(f"--set {_show(item)}: {part!r} is not a table")
+            raise GptlabError(f"--set {show_value(item)}: {part!r} is not a table")
     node[last] = value
 
 
@@ -385,9 +244,9 @@ def expand_data_paths(patterns: list[str], config_path: Path, where: str) -> lis
                 continue
             found = sorted(f for f in glob.glob(str(full), recursive=True) if Path(f).is_file())
         except (OSError, RuntimeError, ValueError) as e:      # ~unknown_user, a symlink loop
-            raise GptlabError(f"{where} path {_show(p)}: {_one_line(str(e))}") from None
+            raise GptlabError(f"{where} path {show_value(p)}: {_one_line(str(e))}") from None
         if not found:
-            raise GptlabError(f"{where} pattern {_show(p)} matches no file (in {full.parent})")
+            raise GptlabError(f"{where} pattern {show_value(p)} matches no file (in {full.parent})")
         out.extend(found)
     return out
 

@@ -184,7 +184,7 @@ def test_override_paths_and_values_are_checked_like_the_file():
 
 
 def test_config_dataclasses_are_all_covered_by_the_rules():
-    from gptlab.config import RULES
+    from gptlab.config_rules import RULES
     for cls, table in ((ModelConfig, "model"), (TokenizerConfig, "tokenizer"), (TrainConfig, "train"),
                        (DomainConfig, "domain"), (LoggingConfig, "logging"), (LadderConfig, "ladder"), (Config, "")):
         for f in dataclasses.fields(cls):

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import torch
 
-from gptlab.config import TABLES, Config, check_value, validate
+from gptlab.config import TABLES, Config, validate
+from gptlab.config_rules import check_value
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
 
