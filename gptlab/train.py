@@ -18,15 +18,13 @@ Faults: one training per run directory (an flock, released on any exit); the run
 are rebuilt when what made them changed; `--resume` falls back past a damaged checkpoint (set aside as
 checkpoints/.damaged-step_N), drops a torn last metrics line and rebuilds a damaged token cache, one warning
 line each; another model shape is one line naming the keys. run.json and metrics.jsonl are rewritten only
-once everything is checked, and a failed write (a full disk) is one line naming the file."""
+once everything is checked, and a failed write (a full disk) is one line naming the file. The run directory's
+part (lock, tokenizer, restore, commit) is gptlab/resume.py."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +36,15 @@ import torch.nn.functional as F
 from gptlab import __version__
 from gptlab.checkpoints import gptlab_run
 from gptlab.config import Config, load_config
-from gptlab.data import (BatchSampler, DomainData, iter_training_text, prepare_domains, require_writable, write_error,
-                         write_whole)
+from gptlab.data import BatchSampler, DomainData, prepare_domains, write_error
 from gptlab.devices import host_to_device
 from gptlab.distributed import Dist
 from gptlab.errors import GptlabError
 from gptlab.models.gpt import GPT, GPTConfig
 from gptlab.optim import build_optimizers, set_schedule
 from gptlab.progress import TrainProgress
-from gptlab.tokenizer import Tokenizer, load_tokenizer, made_from_config, made_from_differs, train_bpe
+from gptlab.resume import check_same_shape, commit_run, get_tokenizer, prepare_run_dir, restore_checkpoint, warn
+from gptlab.tokenizer import Tokenizer
 from gptlab.trackers import Trackers, train_metrics, training_trackers
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}
@@ -64,56 +62,6 @@ class TrainResult:
 def train_from_cli(config, out=None, resume=False, overrides=(), device=None) -> TrainResult:
     cfg = load_config(config, list(overrides))
     return train(cfg, Path(out or Path("runs") / cfg.name), resume=resume, device=device)
-
-
-def warn(msg: str) -> None:
-    """One line on stderr for something the run recovered from (a torn metrics line, a damaged checkpoint)."""
-    print(f"gptlab: warning: {msg}", file=sys.stderr, flush=True)
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, is_writer: bool):
-    """Refuse to overwrite a run without --resume; make the folder; lock it (the returned file holds the lock)."""
-    existing = gptlab_run.list_step_dirs(run_dir / "checkpoints")
-    if existing and not resume:
-        raise GptlabError(f"{run_dir}: already holds {len(existing)} checkpoint(s); pass --resume to continue "
-                          f"it or --out to start a new run")
-    if not is_writer:
-        return None
-    require_writable(run_dir, "the run")
-    lock = gptlab_run.lock_run_dir(run_dir)
-    if lock is None:
-        warn(f"{run_dir}: not locked (the file system has no flock): make sure no other training writes here")
-    return lock
-
-
-def get_tokenizer(cfg: Config, run_dir: Path, dist: Dist, keep: bool = False):
-    """The config's tokenizer, or the run's own: RUN_DIR/tokenizer, trained by rank 0 on the run's corpora
-    unless the one there was made from the same inputs (made_from.json). `keep` (a resume with checkpoints):
-    the run's tokenizer stays whatever its inputs, since the checkpoints were trained with it."""
-    path = Path(cfg.tokenizer.path) if cfg.tokenizer.path else run_dir / "tokenizer" / "tokenizer.json"
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    if cfg.tokenizer.path:
-        if not path.is_file():
-            raise GptlabError(f"{path}: tokenizer not found (tokenizer.path in {cfg.source})")
-    elif dist.is_writer:
-        made_from = made_from_config(cfg)
-        differs = made_from_differs(path.parent, made_from) if path.is_file() else None
-        if differs and keep:
-            if not differs.startswith("no record"):
-                warn(f"{path}: kept for the run's checkpoints, though made from other inputs ({differs})")
-        elif differs is None or differs:
-            if differs:
-                warn(f"{path}: made from other inputs ({differs}); training a new one")
-            names = ", ".join(repr(d.name) for d in cfg.data.domains if d.train)
-            train_bpe(iter_training_text(cfg.data, cfg.tokenizer.train_chars), cfg.model.vocab_size, path.parent,
-                      made_from, source=f"the train sources of {names} in {cfg.source}")
-    dist.barrier()
-    tok = load_tokenizer(path)
-    if tok.vocab_size > cfg.model.vocab_size:
-        raise GptlabError(f"{path}: tokenizer has {tok.vocab_size} ids but model.vocab_size is "
-                          f"{cfg.model.vocab_size}: the vocabularies do not match")
-    return tok, path
 
 
 @torch.no_grad()
@@ -185,7 +133,7 @@ class Trainer:
     @classmethod
     def setup(cls, cfg: Config, run_dir: Path, resume: bool, dist: Dist) -> Trainer:
         """Tokenizer, token caches, batch sampler, model, optimizers and resume state: all before step one.
-        Everything is checked before run.json and metrics.jsonl are rewritten (`_commit`): a run that cannot
+        Everything is checked before run.json and metrics.jsonl are rewritten (`commit_run`): a run that cannot
         proceed leaves them as they were."""
         tc, device = cfg.train, dist.device
         if tc.threads:
@@ -197,7 +145,7 @@ class Trainer:
         existing = gptlab_run.list_step_dirs(ckpt_root) if resume else []
         gcfg = GPTConfig.from_model_config(cfg.model)
         if existing:
-            _check_same_shape(existing, gcfg)
+            check_same_shape(existing, gcfg)
         tokenizer, tok_file = get_tokenizer(cfg, run_dir, dist, keep=bool(existing))
         domains = prepare_domains(cfg.data, tokenizer, run_dir / "tokens", dist.is_writer,
                                   warn=warn if dist.is_writer else None)
@@ -218,7 +166,8 @@ class Trainer:
 
         start_step, checkpoints, damaged = 0, [], []
         if existing:
-            start_step, checkpoints, damaged = _restore(existing, model, optimizers, tokenizer, tok_file, device)
+            start_step, checkpoints, damaged = restore_checkpoint(existing, model, optimizers, tokenizer, tok_file,
+                                                                  device)
         if start_step >= tc.steps:
             raise GptlabError(f"{run_dir}: already trained to step {start_step} (train.steps = {tc.steps}); "
                               f"raise train.steps to continue")
@@ -227,7 +176,7 @@ class Trainer:
         metrics_path = run_dir / "metrics.jsonl"
         if dist.is_writer:
             rows_logged, torn = gptlab_run.parse_metrics(metrics_path)
-            _commit(run_dir, run_config, metrics_path, rows_logged, torn, start_step, checkpoints, damaged)
+            commit_run(run_dir, run_config, metrics_path, rows_logged, torn, start_step, checkpoints, damaged)
 
         train_model = dist.wrap(model)
         if tc.compile:
@@ -334,71 +283,6 @@ def _train(cfg: Config, run_dir: Path, resume: bool, dist: Dist, progress: bool)
         if log:
             log.close()
     return TrainResult(run_dir, tc.steps, loss, val_bpb, t.checkpoints)
-
-
-SHAPE_KEYS = {"n_layer": "model.depth", "n_embd": "model.n_embd", "n_head": "model.head_dim",
-              "n_kv_head": "model.n_kv_head", "vocab_size": "model.vocab_size", "sequence_len": "model.sequence_len",
-              "softcap": "model.softcap", "rope_base": "model.rope_base"}
-
-
-def _check_same_shape(existing: list[Path], gcfg: GPTConfig) -> None:
-    """--resume with another [model] than the run's newest readable checkpoint: one line naming the keys."""
-    for d in reversed(existing):
-        try:
-            have = gptlab_run.model_config_of(d)
-        except GptlabError:
-            continue                    # damaged: `_restore` says so, or falls back past it
-        diff = [f"{k} {have.get(k)} -> {v} ({SHAPE_KEYS.get(k, k)})" for k, v in vars(gcfg).items()
-                if have.get(k) != v]
-        if diff:
-            raise GptlabError(f"{d}: trained with another model shape: {', '.join(diff)}; resume with the run's "
-                              f"[model] settings, or start a new run with --out")
-        return
-
-
-def _restore(existing: list[Path], model, optimizers, tokenizer, tok_file, device):
-    """Load the newest whole checkpoint into model and optimizers: (its step, the checkpoints up to it, the
-    damaged newer ones as (folder, reason)). Every checkpoint damaged: one line naming them."""
-    damaged = []
-    for i in range(len(existing) - 1, -1, -1):
-        d = existing[i]
-        try:
-            weights, state, meta = gptlab_run.read_resume_state(d, device)
-        except GptlabError as e:
-            damaged.append((d, str(e)))
-            continue
-        if meta.get("tokenizer_hash") != tokenizer.identity():
-            raise GptlabError(f"{d}: trained with another tokenizer than {tok_file}")
-        try:
-            if len(state["optimizers"]) != len(optimizers):
-                raise ValueError(f"{len(state['optimizers'])} optimizers, not {len(optimizers)}")
-            model.load_state_dict(weights, strict=True)
-            for opt, sd in zip(optimizers, state["optimizers"]):
-                opt.load_state_dict(sd)
-            torch.set_rng_state(state["torch_rng"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            damaged.append((d, f"{d}: damaged (does not fit the model: {(str(e).splitlines() or [''])[0][:100]})"))
-            continue
-        return meta["step"], existing[: i + 1], damaged
-    raise GptlabError(f"{existing[0].parent}: no whole checkpoint to resume from: "
-                      + "; ".join(reason for _, reason in damaged))
-
-
-def _commit(run_dir: Path, run_config: dict, metrics_path: Path, rows: list[dict], torn: str, start_step: int,
-            checkpoints: list[Path], damaged: list) -> None:
-    """The run can proceed: set damaged checkpoints aside, write run.json, and cut metrics.jsonl back to the
-    step we restart from (the lines after it are recomputed), each whole (temporary file, rename)."""
-    for d, reason in damaged:
-        aside = d.with_name(f".damaged-{d.name}")
-        shutil.rmtree(aside, ignore_errors=True)
-        os.replace(d, aside)
-        warn(f"{reason}; resuming from {checkpoints[-1].name} (the damaged checkpoint is kept as "
-             f"checkpoints/{aside.name})")
-    if torn and start_step:
-        warn(f"{metrics_path}: {torn}")
-    write_whole(run_dir / "run.json", json.dumps(run_config, indent=1, default=str))
-    if metrics_path.exists():
-        write_whole(metrics_path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= start_step))
 
 
 def _peak_flops(device) -> float | None:

@@ -29,8 +29,8 @@ from gptlab.checkpoints.gptlab_run import read_metrics
 from gptlab.config import load_config
 from gptlab.data import prepare_domains
 from gptlab.distributed import Dist
+from gptlab.resume import get_tokenizer
 from gptlab.tokenizer import load_tokenizer
-from gptlab.train import get_tokenizer
 
 SHORT = ["--set", "train.steps=2", "--set", "train.save_every=2", "--set", "train.eval_every=2"]
 CORPUS = ROOT / "gptlab" / "corpus"
