@@ -6,7 +6,9 @@
 Each command imports its library module when it runs (`# deferred:` below), so that `gptlab --help` stays
 instant: torch, matplotlib and the tree-sitter grammars take seconds to import. A `GptlabError` raised
 anywhere becomes one line on stderr and exit status 2; set GPTLAB_DEBUG=1 to see the traceback of an
-unexpected error instead of its one-line summary.
+unexpected error instead of its one-line summary. The command table and the flags several commands share
+live in cli_registry.py; the commands that read checkpoints and stored results (models, compare, check,
+results) in cli_results.py.
 
     python -m pytest tests/test_cli_demo.py tests/test_models_cli.py
 """
@@ -20,41 +22,14 @@ import sys
 from pathlib import Path
 
 from gptlab import __version__
-from gptlab.checkpoints.listing import json_lines, list_checkpoints, render
+from gptlab.cli_registry import COMMANDS, DB, DEVICE, command, parse_numbers, runs
 from gptlab.commands import bench, diagnose_file, ladder_args
 from gptlab.commands import export as export_command
-from gptlab.compare.records import check_record, comparison_record
 from gptlab.errors import GptlabError
 from gptlab.store import Store
 from gptlab.trackers import LOG_HELP
 
-COMMANDS = {}  # name -> (help, add_arguments(parser), run(args) -> int | None)
-CLAIMS_FAILED = 3  # `gptlab check`: a claim did not hold (2 stays "bad input", 1 "unexpected error")
-# flags several commands share, defined once
-DB = dict(default="results.sqlite", help="results store (default: results.sqlite)")
-DEVICE = dict(help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
-RESAMPLES = dict(type=int, default=2000, help="bootstrap resamples per interval (default 2000, at least 100)")
 COMMANDS["export"] = [export_command.HELP, export_command.add_arguments, export_command.run]   # commands/export.py
-
-
-def _check_resamples(n: int) -> None:
-    if n < 100:
-        raise GptlabError(f"--resamples {n}: use at least 100")
-
-
-def command(name, help):
-    """Register `add_arguments` under `name`; its `.run` attribute is set by `@runs(name)`."""
-    def wrap(add_arguments):
-        COMMANDS[name] = [help, add_arguments, None]
-        return add_arguments
-    return wrap
-
-
-def runs(name):
-    def wrap(fn):
-        COMMANDS[name][2] = fn
-        return fn
-    return wrap
 
 
 # ---------------------------------------------------------------- train / tokenizer / demo
@@ -159,15 +134,6 @@ def _watch(args):
     return watch(args.run_dir, db=args.db, out=args.out, interval=args.interval, log=args.log)
 
 
-def _numbers(text: str, kind, flag: str) -> tuple:
-    """'80,200' -> (80, 200); a one-line error naming the flag otherwise."""
-    try:
-        return tuple(kind(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise GptlabError(f"{flag} {text!r}: expected comma-separated {'integers' if kind is int else 'numbers'}") \
-            from None
-
-
 @command("eval", "evaluate checkpoints: per-domain bpb and probe samples + findings, cached in the store")
 def _eval_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH",
@@ -206,8 +172,9 @@ def _eval(args):
         raise GptlabError("--no-probes with --no-bpb leaves nothing to evaluate; drop one of them")
     from gptlab.commands.tracking import evaluate  # deferred: heavy (torch)
     on_bpb = (lambda row: print(json.dumps(row), flush=True)) if args.json else None
-    evaluate(args.paths, db=args.db, suite=args.suite, temperatures=_numbers(args.temperature, float, "--temperature"),
-             max_tokens=_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
+    evaluate(args.paths, db=args.db, suite=args.suite,
+             temperatures=parse_numbers(args.temperature, float, "--temperature"),
+             max_tokens=parse_numbers(args.max_tokens, int, "--max-tokens"), samples=args.samples, seed=args.seed,
              bpb_files=args.bpb or None, device=args.device, probes=not args.no_probes, bpb=not args.no_bpb,
              diagnose=not args.no_diagnose, execute=not args.no_exec, unsafe_exec=args.unsafe_exec, log=args.log,
              top_k=args.top_k, top_p=args.top_p, batch_rows=args.batch_rows, threads=args.threads, on_bpb=on_bpb,
@@ -250,126 +217,9 @@ def _probes(args):
     print(describe(load_suite(args.suite), full=args.full))
 
 
-@command("models", "list the checkpoints under PATH (nanoGPT, nanochat, llm.c, transformers, gptlab runs)")
-def _models_args(p):
-    p.add_argument("path", metavar="PATH", help="checkpoint file, checkpoint folder, run directory, or a folder "
-                   "of them")
-    p.add_argument("--json", action="store_true", help="one JSON object per checkpoint on stdout instead of the "
-                   "table (fields: README)")
-
-
-@runs("models")
-def _models(args):
-    infos, errors = list_checkpoints(args.path)
-    if infos:
-        if args.json:
-            print(json_lines(infos))
-        else:
-            render(infos)
-    for e in errors:
-        print(f"gptlab: error: {e}", file=sys.stderr)
-    return 2 if errors else 0
-
-
-@command("compare", "models side by side: bpb, failure rates, pass@k, prompt length, with bootstrap intervals")
-def _compare_args(p):
-    p.add_argument("paths", nargs="+", metavar="PATH", help="run directory (its newest checkpoint), checkpoint, "
-                   "or run name in the store; PATH@STEP picks a step. Missing results are evaluated first")
-    p.add_argument("--db", **DB)
-    p.add_argument("--out", default="compare", help="folder for compare.md and compare.html (default: compare)")
-    p.add_argument("--suite", default="default", help="probe suite: 'default' or a TOML file")
-    p.add_argument("--claims", metavar="FILE", help="also check this claims TOML and add its table")
-    p.add_argument("--no-eval", action="store_true", help="use only what the store holds; never load a model")
-    p.add_argument("--temperature", type=float, help="sampling temperature compared (default 0.8)")
-    p.add_argument("--samples", type=int, default=8, help="samples per probe for missing results (default 8)")
-    p.add_argument("--max-tokens", default="80,200", help="sample lengths for missing results (default 80,200)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed for missing results (default 0)")
-    p.add_argument("--bpb", action="append", default=[], metavar="NAME=FILE",
-                   help="score every model on these domains (default: the first gptlab run's val domains, "
-                        "else the shipped corpus); repeatable")
-    p.add_argument("--resamples", **RESAMPLES)
-    p.add_argument("--device", **DEVICE)
-    p.add_argument("--json", action="store_true", help="print the comparison's rows (and claims) as one JSON "
-                   "document instead of the tables (fields: docs/compare.md); the page is still written")
-
-
-@runs("compare")
-def _compare(args):
-    from gptlab.commands.compare import compare_paths  # deferred: heavy (torch)
-    from gptlab.report.sections.claims import print_claims  # deferred: heavy (matplotlib)
-    from gptlab.report.sections.compare import print_comparison  # deferred: heavy (matplotlib)
-    _check_resamples(args.resamples)
-    got = compare_paths(args.paths, db=args.db, out=args.out, suite=args.suite, claims=args.claims,
-                        evaluate_missing=not args.no_eval, bpb_files=args.bpb or None, temperature=args.temperature,
-                        resamples=args.resamples, samples=args.samples, seed=args.seed, device=args.device,
-                        max_tokens=_numbers(args.max_tokens, int, "--max-tokens"))
-    if got is None:             # a rank other than 0 under torchrun: it evaluated, rank 0 prints
-        return 0
-    if args.json:
-        print(json.dumps(comparison_record(got["comparison"], got["claims"])))
-    else:
-        print_comparison(got["comparison"])
-        if got["claims"] is not None:
-            print_claims(got["claims"])
-    print(f"wrote {got['markdown']} and {got['html']}", file=sys.stderr if args.json else sys.stdout)
-
-
-@command("check", "check the claims of a TOML file against stored results: Statement | Verdict | Evidence")
-def _check_args(p):
-    p.add_argument("claims", metavar="CLAIMS.toml", help="claims file (format: docs/compare.md)")
-    p.add_argument("--db", **DB)
-    p.add_argument("--resamples", **RESAMPLES)
-    p.add_argument("--fail-on", choices=("false", "inconclusive", "never"), default="false",
-                   help="exit status 3 when a claim is false (default), also when one is inconclusive "
-                        "('inconclusive'), or never ('never'); 0 otherwise, 2 for a bad file or store")
-    p.add_argument("--json", action="store_true", help="print {title, claims: [statement, verdict, evidence, "
-                   "margin, ...]} as JSON instead of the table (fields: docs/compare.md)")
-
-
-@runs("check")
-def _check(args):
-    from gptlab.compare.claims import load_claims  # deferred: heavy (numpy, tree-sitter grammars)
-    from gptlab.compare.claims_verdict import check, claims_failed  # deferred: heavy (numpy)
-    from gptlab.report.sections.claims import print_claims  # deferred: heavy (matplotlib)
-    _check_resamples(args.resamples)
-    claims = load_claims(args.claims)
-    if not Path(args.db).is_file():
-        raise GptlabError(f"{args.db}: no results store here; evaluate the models first: gptlab eval PATH --db "
-                          f"{args.db}")
-    store = Store(args.db, readonly=True)
-    try:
-        results = check(claims, store, resamples=args.resamples)
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps(check_record(results, claims.title)))
-    else:
-        print_claims(results, claims.title)
-    return CLAIMS_FAILED if claims_failed(results, args.fail_on) else 0
-
-
-@command("results", "export the store's results for PATH to other tools: bpb, samples with findings, roll-ups "
-         "(json, csv, parquet)")
-def _results_args(p):
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="a run directory (all its checkpoints), checkpoint(s), or a run name in the store")
-    p.add_argument("--db", **DB)
-    p.add_argument("--format", default="json", metavar="json|csv|parquet", help="json: one document (default); "
-                   "csv, parquet: one file per table (bpb, samples, rollup) into the --out folder")
-    p.add_argument("--out", metavar="FILE_OR_DIR", help="json: a file (default: stdout); csv, parquet: a folder "
-                   "(required)")
-    p.add_argument("--what", default="bpb,samples,rollup,benchmarks", help="tables, comma-separated (default: "
-                   "all four; benchmarks: gptlab bench's scores; fields: docs/compare.md)")
-
-
-@runs("results")
-def _results(args):
-    from gptlab.compare.results import export  # deferred: heavy (numpy and tree-sitter via gptlab.diagnose)
-    got = export(args.db, args.paths, fmt=args.format, out=args.out, what=args.what)
-    if isinstance(got, str):
-        sys.stdout.write(got)
-    else:
-        print("wrote " + ", ".join(map(str, got)))
+# the commands that read checkpoints and stored results register last: `gptlab --help` lists them after
+# the ones above (cli_results.py: models, compare, check, results)
+from gptlab import cli_results  # noqa: E402, F401 - imported for its @command registrations
 
 
 def build_parser() -> argparse.ArgumentParser:
