@@ -63,7 +63,9 @@ def main():
     args = ap.parse_args()
     rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
     if args.data.resolve() != REAL.resolve():
-        args.only = "all"     # the halves are the real set's
+        if args.only in ("tuning", "heldout"):
+            ap.error(f"--only {args.only}: the halves are the real set's; --data {args.data} is scored whole")
+        args.only = "all"
     if args.only in ("tuning", "heldout"):
         rows = [r for r in rows if half(r) == args.only]
     diagnoses = diagnose_many([sample_from_dict(r) for r in rows], execute=isolation() is not None)

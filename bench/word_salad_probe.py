@@ -9,7 +9,7 @@ scores each window, and the sample's score is the mean of the two.
 
 * Positives for training: "salad" sampled from word-bigram and word-trigram models of a corpus's prose (words
   associated by surface co-occurrence, the seeds' description). Negatives: human continuations (30 words of
-  prompt, 60-160 words of continuation, as bench/diagnose_calibrate.py).
+  prompt, 80-160 words of continuation: bench/diagnose_calibrate.py's pairs).
 * Two training corpora, split by document (even documents train, odd ones calibrate): the shipped slice the
   real set's gptlab models were trained on, and, with --larger, the corpus it was cut from.
 * The threshold is the 99th percentile of the held-out human scores (1% false alarms, the worse domain).
@@ -28,29 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diagnose_calibrate import documents, prose_pairs  # bench/ is not a package
+from diagnose_real_split import REAL
+from drift_loss_signal import auc
 
 from gptlab.diagnose import topic_drift as drift
 from gptlab.diagnose.minilm import encoder
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / "tests" / "data" / "diagnose_real.jsonl"
 PROSE = ("web_en", "finance_sec")
 
 
-def documents(corpus: Path, name: str) -> list[str]:
-    files = [corpus / f"{name}.jsonl"] if (corpus / f"{name}.jsonl").exists() else \
-        [corpus / f"{name}.train.jsonl", corpus / f"{name}.val.jsonl"]
-    return [json.loads(line)["text"] for f in files for line in f.open(encoding="utf-8")]
-
-
 def continuations(docs, n, rnd) -> list[tuple[str, str]]:
-    words = [d.split() for d in docs if len(d.split()) > 260]
-    out = []
-    for _ in range(n):
-        w = rnd.choice(words)
-        s = rnd.randrange(0, len(w) - 200)
-        out.append((" ".join(w[s:s + 30]), " " + " ".join(w[s + 30:s + 30 + rnd.choice((60, 80, 120, 160))])))
-    return out
+    """(prompt, human continuation): bench/diagnose_calibrate.py's pairs without the other document's passage."""
+    return [(prompt, completion) for prompt, completion, _ in prose_pairs(docs, n, rnd)]
 
 
 def ngram_salad(docs, n, order, rnd) -> list[tuple[str, str]]:
@@ -69,7 +60,7 @@ def ngram_salad(docs, n, order, rnd) -> list[tuple[str, str]]:
                 continue
             words, counts = zip(*nxt.items())
             text.append(rnd.choices(words, counts)[0])
-        out.append((" ".join(text[:30]), " " + " ".join(text[30:30 + rnd.choice((60, 80, 120, 160))])))
+        out.append((" ".join(text[:30]), " " + " ".join(text[30:30 + rnd.choice((80, 120, 160))])))
     return out
 
 
@@ -105,11 +96,6 @@ def fit(pos: np.ndarray, neg: np.ndarray, decay: float):
     return lambda early, late: ((early @ w + b) + (late @ w + b)) / 2
 
 
-def auc(pos, neg) -> float:
-    pos, neg = np.asarray(pos)[:, None], np.asarray(neg)[None]
-    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=ROOT / "gptlab" / "corpus")
@@ -124,15 +110,13 @@ def main():
     salad = np.array(["word_salad" in real[i]["labels"] for i in keep])
     coined = np.array(["invented_words" in real[i]["labels"] for i in keep])
     corpora = {"shipped": args.corpus} | ({"larger": args.larger} if args.larger else {})
-    held = {}   # corpus -> domain -> held-out human (early, late)
-    for name, path in corpora.items():
-        held[name] = {}
-        for d in PROSE:
-            held[name][d] = embed(continuations(documents(path, d)[1::2], args.n, rnd))[:2]
+    docs = {(name, d): documents(path, d) for name, path in corpora.items() for d in PROSE}
+    # corpus -> domain -> held-out human (early, late): the odd documents
+    held = {name: {d: embed(continuations(docs[name, d][1::2], args.n, rnd))[:2] for d in PROSE} for name in corpora}
     for name, path in corpora.items():
         pos, neg = [], []
         for d in PROSE:
-            train = documents(path, d)[0::2]
+            train = docs[name, d][0::2]
             for order in (2, 3):
                 e, l, _ = embed(ngram_salad(train, args.n // 2, order, rnd))
                 pos += [e, l]
@@ -143,7 +127,9 @@ def main():
         threshold = max(float(np.quantile(v, 0.99)) for v in human.values())
         r = score(r_early, r_late)
         print(f"\n== trained on {name} ({path}), threshold {threshold:.2f} (1% of its held-out human text)")
-        print(f"real set: AUC {auc(r[salad], np.concatenate(list(human.values()))):.3f}; recall "
+        negatives = np.concatenate(list(human.values()))
+        separation = auc([*r[salad], *negatives], [True] * int(salad.sum()) + [False] * len(negatives))
+        print(f"real set: AUC {separation:.3f}; recall "
               f"{np.mean(r[salad] > threshold):.2f} of {salad.sum()} salad, {np.mean(r[salad & ~coined] > threshold):.2f}"
               f" of the {(salad & ~coined).sum()} not also invented_words; non-salad prose flagged "
               f"{int(np.sum(r[~salad] > threshold))} of {(~salad).sum()}")

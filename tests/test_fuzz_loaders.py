@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile_checkpoints import LLMC_SRC, NANOGPT_SRC, gptlab_step, hf_folder, llmc_bin, nanochat_ckpt
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_loaders_hostile import LLMC_SRC, NANOGPT_SRC, gptlab_step, hf_folder, llmc_bin, nanochat_ckpt
 
 from gptlab.checkpoints import discover, load
 from gptlab.errors import GptlabError

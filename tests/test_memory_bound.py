@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-from test_loaders_hostile import (
+from hostile_checkpoints import (
     NANOCHAT_BASE,
     PEERS,
     baseline,
@@ -36,6 +35,7 @@ from test_loaders_hostile import (
     nanogpt_ckpt,
     sample_in_child,
 )
+from safetensors.torch import save_file
 
 MiB = 1 << 20
 SPACE_MARGIN = 512 * MiB        # threads' stacks and malloc arenas, tokenizers' pools, lazily imported modules
