@@ -288,3 +288,16 @@ def test_a_plain_answer_followed_by_prose_keeps_its_verdict():
     assert program.cut and "This function" in program.read
     f = no_code(program, "python")
     assert not f.failed and f.metrics["plain_lines"] == 1 and "judged_on" not in f.metrics
+
+
+# Lines any language could have (`return other`) between Python docstrings: with no line marked by a language,
+# what decides is whose own words the completion uses (the triple quote is Python's).
+PYTHON_SOUP = ('        return other\n        """Returns the sign of the value\n        """\n'
+               '        return value\n')
+
+
+def test_statement_lines_in_junk_go_to_the_language_whose_own_words_it_uses():
+    go = no_code(build_program("func Reverse(s string) string {\n", PYTHON_SOUP, "go"), "go")
+    assert go.failed and go.metrics["plain_lines"] >= 2                 # Python's, not an attempt at Go
+    python = no_code(build_program("def f(xs):\n", PYTHON_SOUP, "python"), "python")
+    assert not python.failed

@@ -101,6 +101,19 @@ def test_coined_parts_of_glued_tokens_are_checked_and_real_identifiers_pass():
     assert not g.failed and g.metrics["invented_words"] == 0
 
 
+
+# Python's own names in prose are real code names, not coined words; a token glued from them is coined.
+PYTHON_NAMES = ("The value is checked with isinstance and read with getattr, the files are listed by listdir "
+                "and the results chained with itertools before setattr stores them under getcontext and tzoff.")
+GLUED_NAMES = "The value is importos and the returnnonex of the listdirx, chained by getattrs in selfsign."
+
+
+def test_pythons_own_names_are_not_invented_but_words_glued_from_them_are():
+    f = invented_words("How does water move through a plant?", PYTHON_NAMES)
+    assert not f.failed and f.metrics["invented_words"] == 0
+    g = invented_words("How does water move through a plant?", GLUED_NAMES)
+    assert g.failed and {"importos", "returnnonex", "listdirx", "selfsign"} <= set(g.evidence["words"])
+
 # Capitalised words inside a sentence may be names: checked only where the text already coins lower-case words.
 CAPITALISED_SALAD = ("Our revenue from the Vorbentic programs and the Galdrest segment grew, while the plurnished "
                      "margin of our products declined in the year as costs rose.")
@@ -133,3 +146,12 @@ def test_a_rare_list_word_one_letter_from_a_frequent_word_is_a_near_miss():
     f = invented_words("Describe the Moon.", "We call the shole craters in a reate way, the Moon and the Sun "
                        "being the largest bodies in the sky that anyone can see at night.")
     assert f.failed and set(f.evidence["words"]) == {"shole", "reate"}
+
+
+def test_one_coined_word_that_makes_a_tiny_text_is_enough():
+    # a character-level model's 48 characters: one coined word is a quarter or more of what can be checked
+    f = invented_words("Describe the risks of our business.", ' re<# 3: the """ herourinorncegenrort ite')
+    assert f.failed and f.evidence["words"] == ["herourinorncegenrort"]
+    # a short human answer whose only unknown word is a capitalised name is not
+    g = invented_words("Who made the first telescope?", "Lippershey made it in Middelburg, from two lenses.")
+    assert not g.failed

@@ -25,6 +25,11 @@ as invented unless an inflection excuses it ("shole": "whole", "reate": "create"
 is "shard" + ing). Typos and rare words exist in human text too, so one invented word is not a failure: the
 mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words, or, in a short
 text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
+
+A real code name is not coined, even in prose: Python's own lower-case names (code_names.txt, made by
+tools/code_names.py: its keywords, builtins and every name its standard library's source defines or uses,
+"isinstance", "getcontext", "tzoff") are never invented. A token glued from words or names is ("importos",
+"selfsign": "self" is not a prefix, since English hyphenates it).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import math
 import re
 from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 
 from gptlab.diagnose.registry import detector
 from gptlab.diagnose.types import Finding
@@ -40,12 +46,14 @@ from gptlab.diagnose.types import Finding
 INVENTED_MIN = 3          # different invented words ...
 INVENTED_SHARE = 0.03     # ... making this share of the checked words (occurrences), or
 INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
-INVENTED_SHARE_SHORT = 0.06   # ... making a larger share
+INVENTED_SHARE_SHORT = 0.06   # ... making a larger share, or
+INVENTED_SHARE_TINY = 0.25    # one lower-case invented word making this share of a text that checks almost nothing
 BASE_ZIPF = 2.0           # an inflected or prefixed word's stem must be at least this common (Zipf scale)
 GLUED_MIN = 5             # letters of a glued token's part to be checked
 NEAR_MISS_ZIPF = 1.5      # a list word rarer than this (Zipf scale) ...
 NEAR_WORD_ZIPF = 4.5      # ... one letter away from a word at least this common is a near miss
 EVIDENCE_WORDS = 12
+CODE_NAMES = Path(__file__).with_name("code_names.txt")
 
 _WORD = re.compile(r"(?<![\w.@/\\])[A-Za-z]{3,}(?:['’][A-Za-z]+)*(?![\w@/\\]|\.\w)")
 _GLUED = re.compile(r"[A-Za-z0-9_]*(?:[0-9_]|[a-z][A-Z])[A-Za-z0-9_]*")   # a token glued by a digit, _ or aB
@@ -56,7 +64,7 @@ _NAME_BEFORE = re.compile(r"\b[A-Z][\w'’.]*[ -]\Z")   # a capitalised word jus
 _NAME_AFTER = re.compile(r"[-®™]|\s[A-Z]")           # just after: hyphen, brand mark or another capitalised word
 _SUFFIXES = ("'s", "s", "es", "ed", "d", "ing", "ly", "er", "ers", "est", "ness", "ment", "ments", "al", "ally")
 _PREFIXES = ("re", "pre", "un", "non", "semi", "multi", "sub", "super", "inter", "over", "under", "anti", "co",
-             "de", "dis", "mis", "micro", "macro", "post", "pseudo", "self", "out", "counter", "trans", "mid")
+             "de", "dis", "mis", "micro", "macro", "post", "pseudo", "out", "counter", "trans", "mid")
 
 
 @lru_cache(maxsize=1)
@@ -75,6 +83,13 @@ def _common(word: str, zipf: float = BASE_ZIPF) -> bool:
     """In the list at Zipf frequency >= zipf."""
     f = english_words().get(word)
     return f is not None and _zipf(f) >= zipf
+
+
+@lru_cache(maxsize=1)
+def code_names() -> frozenset[str]:
+    """Python's own lower-case names (code_names.txt, made by tools/code_names.py)."""
+    lines = CODE_NAMES.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
 @lru_cache(maxsize=1)
@@ -156,17 +171,19 @@ def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
     words, capitalised = _checked(completion, prompt_words)
     checked = words + list(_glued_parts(completion, prompt_words))
-    invented = [w for w in checked if not is_english(w)]
+    invented = [w for w in checked if not is_english(w) and w.lower() not in code_names()]
     if any(w.islower() for w in invented):     # the text coins words: a lone capitalised word is more likely
         checked += capitalised                 # coined than a name
-        invented += [w for w in capitalised if not is_english(w)]
+        invented += [w for w in capitalised if not is_english(w) and w.lower() not in code_names()]
+    coined_lower = any(w.islower() for w in invented)   # a capitalised one may be a name ("Lippershey made it")
     invented = [w.lower() for w in invented]
     counts = Counter(invented)                      # in first-seen order
     distinct = sorted(counts, key=lambda w: -counts[w])   # most used first, then in order
     share = len(invented) / len(checked) if checked else 0.0
     metrics = {"checked_words": len(checked), "invented_words": len(distinct), "invented_share": round(share, 3)}
     if (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE
-            or len(distinct) >= INVENTED_MIN_SHORT and share >= INVENTED_SHARE_SHORT):
+            or len(distinct) >= INVENTED_MIN_SHORT and share >= INVENTED_SHARE_SHORT
+            or coined_lower and share >= INVENTED_SHARE_TINY):
         return Finding(True, metrics, {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct),
                                        "share": round(share, 3)})
     return Finding(False, metrics)

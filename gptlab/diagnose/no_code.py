@@ -12,13 +12,15 @@ Read on the completion's part of the program (program.py), with strings and comm
 * plain: no construct of any language and not prose, but shaped like a statement (`x = y + 1`, `return x`,
   `f(x);`, `PORT=8080`): such a line is valid in many languages, so it is shared out like the marked lines
   around it. With k code and f foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it
-  counts as code;
+  counts as code, unless the completion uses more words only the suite's other languages have than words only
+  the probe's language has (DISTINCT, below; a Python triple quote counts as a Python word): then as foreign
+  (`else:` and `return x` in Python junk full of `self` and docstrings under a Go probe are Python's);
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
   broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line
   when some line of the completion is code in the probe's language, or the completion's code uses more words
-  only the probe's language has (DISTINCT: `self`, `elif` for Python; `func`, `nil` for Go) than words only
-  the suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
+  only the probe's language has (DISTINCT: `self`, `elif` and the triple quote for Python; `func`, `nil` for
+  Go) than words only the suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
   same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * an unmarked line that uses a word only the probe's language has (DISTINCT, below: `x is None` in Python,
@@ -127,13 +129,17 @@ _CODE_SHAPE = re.compile(r"\w\s+[-+*/%]\s+\w|[=!<>]=|\w\(")
 _WORDS_PER_SHAPE = 12
 
 
-def _leans_own(masked: str, language: str) -> bool:
-    """The completion uses more words that only the probe's language has than words only others have."""
+def _distinct_counts(raw: str, masked: str, language: str) -> tuple[int, int]:
+    """How many words only the probe's language has, and how many only the suite's others have (a Python
+    docstring's triple quote counts as a Python word: no other language of the suite writes one)."""
     words = _BARE_NAME.findall(masked)
-    own = frozenset().union(*(DISTINCT[lang] for lang in own_languages(language)))
+    langs = own_languages(language)
+    own = frozenset().union(*(DISTINCT[lang] for lang in langs))
     others = _others_words(language)
-    n_own = sum(w in own for w in words)
-    return n_own > 0 and n_own > sum(w in others for w in words)
+    quotes = raw.count('"""') + raw.count("'''")
+    n_own = sum(w in own for w in words) + (quotes if "python" in langs else 0)
+    n_other = sum(w in others for w in words) + (0 if "python" in langs else quotes)
+    return n_own, n_other
 
 
 def ends_open(text: str, language: str) -> bool:
@@ -186,8 +192,9 @@ def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
         weight[kind] += len("".join(raw.split()))
         examples.setdefault(kind, raw)
     marked = counts["code"] + counts["foreign"]
-    own = counts["code"] / marked if marked else 1.0     # how the plain lines are shared out
-    attempt = counts["code"] or _leans_own(masked, language)
+    n_own, n_other = _distinct_counts(kept, masked, language)
+    own = counts["code"] / marked if marked else float(n_other <= n_own)   # how the plain lines are shared out
+    attempt = counts["code"] or (n_own > 0 and n_own > n_other)
     unclear = weight["plain"] + (weight["junk"] if attempt else 0)   # junk next to code is broken code
     code = weight["code"] + own * unclear
     judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"] + weight["junk"]
