@@ -15,7 +15,12 @@ tests/data/diagnose_real.jsonl: what real models wrote (gptlab models at three s
 checkpoints), labelled blind by two readers each, disagreements settled by a third (docs/failure_modes.md,
 "Accuracy on real model output"). Modes added after the written sets (invented_words) are measured there.
 tests/data/diagnose_real_fresh.jsonl: 252 more from a gptlab model trained with another seed and the peers at
-other sampling seeds, labelled the same way after version 9 and never used to tune anything.
+other sampling seeds, labelled the same way after version 9; scored untouched by versions 9 and 10's first step,
+then tuned on (docs/failure_modes.md, "A third labelling study").
+tests/data/diagnose_real_fresh2.jsonl: 252 more (a depth-6 gptlab model trained with seed 11, the peers at
+sampling seeds 5 and 6), labelled by the third study's guide and scored once, with version 10: never tuned on.
+All three real sets carry the third study's labels, given under two written boundaries (tests/data/
+labelling_guide.md).
 The target is >= 0.9 for each mode; the assertions are regression floors, lower than the target, because
 one sample moves a rate by ~0.1 at these sizes.
 """
@@ -34,10 +39,11 @@ DATA = Path(__file__).parent / "data"
 LABELLED, HELDOUT = DATA / "diagnose_labelled.jsonl", DATA / "diagnose_heldout.jsonl"
 BLIND = sorted(DATA.glob("diagnose_blind*.jsonl"))
 REAL = DATA / "diagnose_real.jsonl"
-FRESH = DATA / "diagnose_real_fresh.jsonl"
+FRESH, FRESH2 = DATA / "diagnose_real_fresh.jsonl", DATA / "diagnose_real_fresh2.jsonl"
 FLOOR = 0.7
-REAL_MICRO_F1_FLOOR = 0.88
-FRESH_MICRO_F1_FLOOR = 0.78
+REAL_MICRO_F1_FLOOR = 0.91
+FRESH_MICRO_F1_FLOOR = 0.88
+FRESH2_MICRO_F1_FLOOR = 0.87
 # Modes that the written sets predate: they have no positives there (and must find none).
 LATER_MODES = ("invented_words",)
 
@@ -114,17 +120,21 @@ def test_real_model_output():
     assert set(frequent) >= {"topic_drift", "invented_words", "no_code", "syntax_error"}
     misses = below_floor(frequent)
     assert not misses, f"below {FLOOR}: {misses}\n{render(table)}"
-    # version 9 scores micro-F1 0.90 on the detectors' modes; a change that loses 2 points of it is a regression
+    # version 10 scores micro-F1 0.93 on the detectors' modes; a change that loses 2 points of it is a regression
     assert micro(table)["f1"] >= REAL_MICRO_F1_FLOOR, render(table)
 
 
-def test_fresh_real_model_output():
-    """Samples no detector was tuned on: version 9 scored micro-F1 0.81 on them (docs/failure_modes.md, "A
-    second labelling study"); the floor catches a change that loses what generalises."""
-    rows, diagnoses = load(FRESH)
+@pytest.mark.parametrize("path,floor", [(FRESH, FRESH_MICRO_F1_FLOOR), (FRESH2, FRESH2_MICRO_F1_FLOOR)],
+                         ids=["fresh", "fresh2"])
+def test_fresh_real_model_output(path, floor):
+    """More real samples, from a gptlab model and sampling seeds the first set does not have: the fresh set was
+    scored untouched (versions 9 and 10's first step, 0.84 on its current labels) and then tuned on; fresh2 was
+    scored once, by version 10, and never tuned on (docs/failure_modes.md, "A third labelling study"). The floors
+    catch a change that loses what generalises."""
+    rows, diagnoses = load(path)
     assert len(rows) >= 250
     assert {r.get("language") for r in rows} >= {"python", "go", "jsx", "sql", "java", None}
     assert len({(r["model"], r["step"]) for r in rows}) >= 6
     table = score(rows, diagnoses)
-    print(f"\n{FRESH.name}\n" + render(table))
-    assert micro(table)["f1"] >= FRESH_MICRO_F1_FLOOR, render(table)
+    print(f"\n{path.name}\n" + render(table))
+    assert micro(table)["f1"] >= floor, render(table)
