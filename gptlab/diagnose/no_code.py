@@ -14,14 +14,14 @@ Read on the completion's part of the program (program.py), with strings and comm
   around it. With k code and f foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it
   counts as code, unless the completion uses more words only the suite's other languages have than words only
   the probe's language has (DISTINCT, below; a Python triple quote counts as a Python word): then as foreign
-  (`else:` and `return x` in Python junk full of `self` and docstrings under a Go probe are Python's);
+  (`return x` and `x = y` between Python docstrings under a Go probe are Python's);
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
   broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line
   when some line of the completion is code in the probe's language, or the completion's code uses more words
   only the probe's language has (DISTINCT: `self`, `elif` and the triple quote for Python; `func`, `nil` for
-  Go) than words only the suite's other languages have (broken code: Python junk full of `self` and `elif` in a Python probe; the
-  same junk in a Go probe stays no code), otherwise not code;
+  Go) than words only the suite's other languages have (broken code: Python junk full of `self` and `elif` in
+  a Python probe; the same junk in a Go probe stays no code), otherwise not code;
 * in Java, an unmarked line ending in a name or `]` is foreign: no Java statement ends there;
 * an unmarked line that uses a word only the probe's language has (DISTINCT, below: `x is None` in Python,
   `v == nil` in Go) is code;
