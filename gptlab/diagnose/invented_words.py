@@ -171,10 +171,11 @@ def invented_words(prompt: str, completion: str) -> Finding:
     prompt_words = {w.lower() for w in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)*", prompt)}
     words, capitalised = _checked(completion, prompt_words)
     checked = words + list(_glued_parts(completion, prompt_words))
-    invented = [w for w in checked if not is_english(w) and w.lower() not in code_names()]
+    names = code_names()
+    invented = [w for w in checked if not is_english(w) and w.lower() not in names]
     if any(w.islower() for w in invented):     # the text coins words: a lone capitalised word is more likely
         checked += capitalised                 # coined than a name
-        invented += [w for w in capitalised if not is_english(w) and w.lower() not in code_names()]
+        invented += [w for w in capitalised if not is_english(w) and w.lower() not in names]
     coined_lower = any(w.islower() for w in invented)   # a capitalised one may be a name ("Lippershey made it")
     invented = [w.lower() for w in invented]
     counts = Counter(invented)                      # in first-seen order

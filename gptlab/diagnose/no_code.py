@@ -192,9 +192,12 @@ def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
         weight[kind] += len("".join(raw.split()))
         examples.setdefault(kind, raw)
     marked = counts["code"] + counts["foreign"]
-    n_own, n_other = _distinct_counts(kept, masked, language)
-    own = counts["code"] / marked if marked else float(n_other <= n_own)   # how the plain lines are shared out
-    attempt = counts["code"] or (n_own > 0 and n_own > n_other)
+    if counts["code"]:
+        own, attempt = counts["code"] / marked, True    # how the plain lines are shared out; junk is broken code
+    else:   # no line of the probe's language: whose own words the completion uses decides
+        n_own, n_other = _distinct_counts(kept, masked, language)
+        own = 0.0 if marked else float(n_other <= n_own)
+        attempt = n_own > n_other
     unclear = weight["plain"] + (weight["junk"] if attempt else 0)   # junk next to code is broken code
     code = weight["code"] + own * unclear
     judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"] + weight["junk"]
