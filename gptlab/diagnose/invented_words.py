@@ -44,10 +44,10 @@ from gptlab.diagnose.registry import detector
 from gptlab.diagnose.types import Finding
 
 INVENTED_MIN = 3          # different invented words ...
-INVENTED_SHARE = 0.03     # ... making this share of the checked words (occurrences), or
+INVENTED_SHARE = 0.025     # ... making this share of the checked words (occurrences), or
 INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
-INVENTED_SHARE_SHORT = 0.06   # ... making a larger share, or
-INVENTED_SHARE_TINY = 0.25    # one lower-case invented word making this share of a text that checks almost nothing
+INVENTED_SHARE_SHORT = 0.05   # ... making a larger share, or
+INVENTED_SHARE_TINY = 0.1    # one lower-case invented word making this share of a text that checks almost nothing
 BASE_ZIPF = 2.0           # an inflected or prefixed word's stem must be at least this common (Zipf scale)
 GLUED_MIN = 5             # letters of a glued token's part to be checked
 NEAR_MISS_ZIPF = 1.5      # a list word rarer than this (Zipf scale) ...

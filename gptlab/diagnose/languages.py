@@ -9,7 +9,8 @@ brace depth, "is this line at top level" and "does this line look like code" are
 The lexer is deliberately small: a quote left open at the end of a line closes there (JSX text such as
 `<p>Don't</p>` must not swallow the rest of the file); only the multi-line forms of each language
 (Python triple quotes, Go raw strings, JS template literals, Java text blocks, C-style block comments,
-SQL strings) span lines.
+SQL strings) span lines, and a one-character one (SQL's `'`, the backtick) only when it closes somewhere: a
+stray quote in a model's junk must not blank the rest of the completion.
 
 `MARKERS` are constructs that show which language a line is in (`:=` and `func` for Go, `def ...:` for
 Python, `console.` or `=>` for JavaScript, a trailing `;` for the C family and SQL, ...): no_code uses them
@@ -69,7 +70,7 @@ MARKERS = [(re.compile(p, flags), frozenset(langs)) for p, langs, flags in (
      r"\b(int|long|double|boolean|char|void|String|float)(\[\])?\s+\w+\s*[=;,)(]|^\s*package\s+[\w.]+;|"
      r"^\s*import\s+(static\s+)?[\w.]+\*?;", (_JAVA,), 0),
     (r"\b(const|var)\s+[\w$]+\s*=", (_GO, _JS, _JSX), 0),     # `var x = f()` is Go as much as JavaScript
-    (r"^\s*(const|var|type)\s*\(\s*$", (_GO,), 0),
+    (r"^\s*(const|var|type)\s*\(\s*$|^\s*(}\s*else\s+)?(if|for|switch)\s+[^\s(].*{\s*$", (_GO,), 0),
     (r"\blet\s+([\w$]+\s*=|[{\[])|\b(const|var)\s+[{\[]|=>|\bfunction\s*\*?\s*[\w$]*\s*\(|\bconsole\.\w+|===|!==|"
      r"\brequire\(|\bmodule\.exports\b|\b(document|window)\.\w|^\s*export\s+(default|const|function|class)\b|"
      r"^\s*import\b.*\bfrom\s+['\"]", (_JS, _JSX), 0),
@@ -117,6 +118,8 @@ def mask(text: str, language: str) -> str:
             i = j
         elif (q := next((q for q in lang.multiline_quotes if text.startswith(q, i)), None)) is not None:
             j = _string_end(text, i + len(q), q, multiline=True)
+            if j == n and len(q) == 1 and not text.endswith(q):
+                j = _string_end(text, i + 1, q, multiline=False)   # a stray ' or ` that never closes
             _blank(out, i, j)
             i = j
         elif c in lang.quotes:

@@ -14,7 +14,8 @@ The rules, each with its name in evidence:
   context and pass);
 * doubled_sign: "$$5", "5%%", "5.4$";
 * stray_point: a decimal point with no digits after it, before a percent sign ("62.5.%", "12.%");
-* stacked_units: a percentage with a magnitude ("12% million") or two magnitudes ("4 million billion").
+* stacked_units: a percentage with a magnitude ("12% million") or two magnitudes ("4 million billion");
+* glued_group: a thousands group after the magnitude word ("$381 million,000").
 Its false alarms on real filings are measured by bench/diagnose_calibrate.py.
 """
 
@@ -34,7 +35,8 @@ _FIGURE_RE = re.compile(
 _RULES = (
     ("doubled_sign", re.compile(rf"{_CUR}\s?{_CUR}\s?\d|\d(?:\.\d+)?\s?%\s?%|\d{_CUR}", re.IGNORECASE)),
     ("stacked_units", re.compile(rf"\d\s?(?:%|percent)\s+{_MAG}\b|\d\s?{_MAG}\s+{_MAG}\b", re.IGNORECASE)),
-    ("stray_point", re.compile(r"\d\.%")),
+    ("stray_point", re.compile(r"\d\.%(?![a-z])")),      # not a format string's `'7.%s`
+    ("glued_group", re.compile(rf"\d\s?{_MAG},\d{{3}}\b", re.IGNORECASE)),
 )
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import re
 
+from gptlab.diagnose.invented_words import code_names, is_english
 from gptlab.diagnose.languages import MARKERS, mask, own_languages
 from gptlab.diagnose.program import Program
 from gptlab.diagnose.registry import detector
@@ -53,6 +54,7 @@ from gptlab.diagnose.text import clip
 from gptlab.diagnose.types import Finding
 
 CODE_SHARE = 0.3
+SHARED = 3      # a construct of this many languages or more says little about which one wrote the line
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[.,;:!?]?")
 _NEUTRAL = re.compile(r"^[\s)\]};,]*$")
 
@@ -63,8 +65,11 @@ def classify_line(raw: str, masked: str, language: str) -> str:
         return "neutral"
     own = set(own_languages(language))
     hits = [langs for pattern, langs in MARKERS if pattern.search(masked)]
-    if any(langs & own for langs in hits):
+    mine = [langs for langs in hits if langs & own]
+    if mine and (any(len(langs) < SHARED for langs in mine) or all(langs & own for langs in hits)):
         return "code"
+    if mine:
+        return "foreign"   # only what many languages share (`{` at the end) beside another's own: `func f() {`
     if hits:
         return "foreign"
     if _is_prose(raw):
@@ -174,6 +179,40 @@ def no_code(program: Program, language: str) -> Finding:
     return whole
 
 
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_NAME_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")    # `weightSum` -> weight, Sum; `MAX_LEN` -> MAX, LEN
+
+
+def _named(lines: list[str]) -> bool:
+    """The plain lines' names are made of words or code names (`total += values[i] * weights[i]`), or are
+    too short to tell (`x = y + 1`); not the letter soup of a model that has not learned words yet (`dasern =`,
+    `elnexthex`, `.odik__s(`): more than half of their parts of >= 3 letters are known."""
+    names = code_names()
+    known = []
+    for name in (name for line in lines for name in _NAME.findall(line)):
+        if name.lower() in names or name.strip("_").lower() in names:
+            known.append(True)      # a real code name (`_makecodes`, `__add__`)
+        else:   # its parts; not an all-capital one (`_SIGHUP`, `MAX_LEN`: constants and acronyms)
+            known += [p.lower() in names or is_english(p) for p in _NAME_PART.findall(name)
+                      if len(p) >= 3 and not p.isupper()]
+    return not known or 2 * sum(known) > len(known)
+
+
+def _unfinished_line(prefix: str) -> str:
+    """The prefix's last line when the completion goes on writing it: it has no newline after it and ends
+    no block or statement (the SQL probes' `SELECT`; not `def square(x):` or `int add(int a, int b) {`)."""
+    lead = prefix.rsplit("\n", 1)[-1]
+    return "" if not lead.strip() or re.search(r"[:{};(]\s*$", lead) else lead
+
+
+def _completes(lead: str, masked: str, language: str) -> bool:
+    """`lead` + `masked` shows a construct of the language that `lead` alone does not."""
+    own = set(own_languages(language))
+    masked_lead = mask(lead, language)
+    return any(langs & own and pattern.search(masked_lead + masked) and not pattern.search(masked_lead)
+               for pattern, langs in MARKERS)
+
+
 def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
     if not kept.strip():
         reason = f"nothing before the stop rule ({cut})" if cut else "empty completion"
@@ -184,10 +223,15 @@ def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
     counts = {"code": 0, "foreign": 0, "prose": 0, "plain": 0, "junk": 0, "neutral": 0}
     weight = dict.fromkeys(counts, 0)
     examples: dict[str, str] = {}
-    for raw, m in zip(kept.splitlines(), masked.splitlines()):
+    lead, plain = _unfinished_line(prefix), []
+    for i, (raw, m) in enumerate(zip(kept.splitlines(), masked.splitlines())):
         if not m.strip():
             continue    # blank, or a comment / string line
         kind = classify_line(raw, m, language)
+        if i == 0 and lead and kind != "code" and _completes(lead, m, language):
+            kind = "code"   # `SELECT` + ` * FROM t`: the line the prefix began is a statement of the language
+        if kind == "plain":
+            plain.append(m)
         counts[kind] += 1
         weight[kind] += len("".join(raw.split()))
         examples.setdefault(kind, raw)
@@ -196,7 +240,9 @@ def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
         own, attempt = counts["code"] / marked, True    # how the plain lines are shared out; junk is broken code
     else:   # no line of the probe's language: whose own words the completion uses decides
         n_own, n_other = _distinct_counts(kept, masked, language)
-        own = 0.0 if marked else float(n_other <= n_own)
+        names = set(_BARE_NAME.findall(masked))
+        spoken = n_own or any(KEYWORDS[lang] & names for lang in own_languages(language)) or _named(plain)
+        own = 0.0 if marked or not spoken else float(n_other <= n_own)
         attempt = n_own > n_other
     unclear = weight["plain"] + (weight["junk"] if attempt else 0)   # junk next to code is broken code
     code = weight["code"] + own * unclear

@@ -38,7 +38,7 @@ from gptlab.diagnose.prompt_echo import prompt_echo
 from gptlab.diagnose.repetition_loop import repetition_loop
 from gptlab.diagnose.syntax_error import parse, syntax_error
 from gptlab.diagnose.test_failure import RUNNABLE, judge_test_outcome, sandbox_job
-from gptlab.diagnose.topic_drift import topic_drift_many
+from gptlab.diagnose.topic_drift import coins_a_word, topic_drift_many
 from gptlab.diagnose.types import LANGUAGES, Diagnosis, Finding, Sample, normalise
 from gptlab.diagnose.word_fixation import word_fixation
 from gptlab.sandbox import isolation, run_many
@@ -218,7 +218,7 @@ def _phase2_drift(partials: list[_Partial], progress):
         return
     if progress:
         progress(0, len(todo), "topic drift")
-    coins = [p.findings["invented_words"].failed for p in todo]     # phase 1's, not computed again
+    coins = [coins_a_word(p.findings["invented_words"]) for p in todo]     # phase 1's, not computed again
     for p, result in zip(todo, topic_drift_many([p.drift_pair for p in todo], coins)):
         if isinstance(result, Finding):
             p.findings["topic_drift"] = result

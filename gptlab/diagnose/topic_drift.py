@@ -12,11 +12,14 @@ and number salad is number_fixation's business. Word-association chains ("photos
 photographs -> cameras") keep a few surface words but lose the topic, which the encoder measures and
 word overlap does not.
 
-The failure: `drift_similarity` < DRIFT_SIMILARITY, unless the completion is word salad in the prompt's own
-domain. Salad ("we will be subject to additional income taxes ... If these clifornia are subject to taxes
+The failure: `drift_similarity` < DRIFT_SIMILARITY, or < MOVED_SIMILARITY when the tail reads as another
+corpus domain than the prompt and is not near the prompt's own (`drift_moved_domain`: a photosynthesis prompt
+answered with the astronomy textbook that the model was trained on, which MiniLM rates as a neighbour);
+unless the completion is word salad in the prompt's own domain. Salad ("we will be subject to additional income taxes ... If these clifornia are subject to taxes
 us, accrifications") scores low against any prompt because it says little, not because its subject
 changed. It is excused (`drift_excused` names the domain) when the prompt and the tail read as the same
-corpus domain and the completion coins words (invented_words' test). A text reads as a domain when its
+corpus domain and the completion coins at least one word (one that invented_words finds, though one is
+not enough to fail that mode). A text reads as a domain when its
 nearest domain anchor is at least DOMAIN_SIMILARITY similar to it; an anchor is the mean embedding of 300
 windows of a shipped corpus domain (domain_anchors.json, made by tools/drift_anchors.py). Salad on another
 domain's subject (a 10-K prompt answered with astronomy or Python) is still a drift, and so is a tail on
@@ -54,6 +57,9 @@ from gptlab.diagnose.types import Finding
 # ~ the 5th percentile of human continuations' similarity to their prompt (bench/diagnose_calibrate.py):
 # below it, a tail is less related to its prompt than 95% of human ones are.
 DRIFT_SIMILARITY = 0.20
+# A tail that reads as another corpus domain than the prompt (`moved`) is a drift below this higher bar
+# (human continuations: 4.3-8.0% below DRIFT_SIMILARITY, +0-1.0 points with this rule; docs/failure_modes.md).
+MOVED_SIMILARITY = 0.25
 MIN_WORDS = 40
 LATE_WORDS = 64         # the tail; chosen with bench/diagnose_calibrate.py (separation per encoder second)
 PROMPT_WORDS = 80
@@ -155,14 +161,27 @@ def shared_domain(cos: _Cosines, w: DriftWindows) -> str | None:
     return prompt_domain
 
 
+def moved(cos: _Cosines, w: DriftWindows) -> bool:
+    """The tail reads as a corpus domain that the prompt does not read as (and is not near the prompt's
+    domain either): a photosynthesis prompt answered with the astronomy textbook, a 10-K with Go."""
+    tail = domain_of(cos.vectors[_topic_text(w.late)])
+    prompt = domain_of(cos.vectors[_topic_text(w.prompt)])
+    if tail is None or tail == prompt:
+        return False
+    names, matrix = _anchors()
+    return prompt is None or float(matrix[names.index(prompt)] @ cos.vectors[_topic_text(w.late)]) < DOMAIN_SIMILARITY
+
+
 def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows,
-                            excused: str | None = None) -> Finding:
+                            excused: str | None = None, moved: bool = False) -> Finding:
     metrics = {"drift_similarity": round(similarity, 3)}
     if start_similarity is not None:
         metrics["drift_start_similarity"] = round(start_similarity, 3)
     if excused:
         metrics["drift_excused"] = f"word salad in the prompt's domain ({excused})"
-    if similarity >= DRIFT_SIMILARITY or excused:
+    if moved:   # the caller found it below MOVED_SIMILARITY, into another domain
+        metrics["drift_moved_domain"] = True
+    if similarity >= DRIFT_SIMILARITY and not moved or excused:
         return Finding(False, metrics)
     evidence = {"similarity": round(similarity, 3), "late_span": clip(w.late, 200), "offset": w.late_offset}
     if start_similarity is not None:
@@ -170,13 +189,19 @@ def finding_from_similarity(similarity: float, start_similarity: float | None, w
     return Finding(True, metrics, evidence)
 
 
+def coins_a_word(found: Finding) -> bool:
+    """invented_words' finding shows at least one coined lower-case word (not only a failure: salad that falls
+    below the bar in its own domain needs no more than one word the list lacks to show it is salad)."""
+    return found.failed or found.metrics.get("invented_words", 0) >= 1
+
+
 def topic_drift_many(pairs: list[tuple[str, str]], coins_words: list[bool] | None = None) -> list[Finding | str]:
     """For each (prompt, completion): a Finding, or a string saying why drift was not judged. `coins_words`:
-    whether each completion fails invented_words, where the caller has it (the pipeline); else computed here,
-    for the samples that need it.
+    whether each completion coins a word (coins_a_word), where the caller has it (the pipeline); else computed
+    here, for the samples that need it.
 
     One batched pass over every distinct prompt and tail; the starts are embedded afterwards, only for
-    the samples whose tail falls below DRIFT_SIMILARITY (evidence, not a decision)."""
+    the samples that drift (evidence, not a decision)."""
     wins = [windows(p, c) for p, c in pairs]
     judged = [i for i, w in enumerate(wins) if not isinstance(w, str)]
     if not judged:
@@ -189,7 +214,8 @@ def topic_drift_many(pairs: list[tuple[str, str]], coins_words: list[bool] | Non
     cos.add([wins[i].prompt for i in judged], PROMPT_TOKENS)
     cos.add([wins[i].late for i in judged], LATE_TOKENS)
     sims = {i: cos(wins[i].prompt, wins[i].late) for i in judged}
-    low = {i for i in judged if sims[i] < DRIFT_SIMILARITY}
+    moves = {i for i in judged if DRIFT_SIMILARITY <= sims[i] < MOVED_SIMILARITY and moved(cos, wins[i])}
+    low = {i for i in judged if sims[i] < DRIFT_SIMILARITY} | moves
     cos.add([wins[i].early for i in sorted(low)], LATE_TOKENS)
     out = list(wins)
     for i in judged:
@@ -197,9 +223,9 @@ def topic_drift_many(pairs: list[tuple[str, str]], coins_words: list[bool] | Non
         if i in low:   # word salad in the prompt's own domain is excused (the module docstring)
             start = cos(wins[i].prompt, wins[i].early)
             domain = shared_domain(cos, wins[i])
-            if domain and (coins_words[i] if coins_words is not None else invented_words(*pairs[i]).failed):
+            if domain and (coins_words[i] if coins_words is not None else coins_a_word(invented_words(*pairs[i]))):
                 excused = domain
-        out[i] = finding_from_similarity(sims[i], start, wins[i], excused)
+        out[i] = finding_from_similarity(sims[i], start, wins[i], excused, moved=i in moves)
     return out
 
 
