@@ -3,6 +3,7 @@
 import pytest
 
 from gptlab.diagnose import Sample, diagnose, diagnose_many
+from gptlab.diagnose.languages import mask
 from gptlab.diagnose.no_code import _is_prose, classify_line, ends_open, no_code
 from gptlab.diagnose.program import build_program
 from gptlab.diagnose.missing_requirement import VOCABULARY, known, missing_requirement, run_on_schema
@@ -38,6 +39,11 @@ def code(completion, language="python", prefix="def f(xs):\n", **kw):
     ("go", "    s = fmt", "code"),
     ("go", "    _a() is None, _b, 1)", "plain"),          # None is not Go's
     ("go", "    x = PropTypes.func", "plain"),            # a property named like a Go word is not Go
+    ("java", "\tif i < t.Val {", "foreign"),                 # Go's `if` has no parentheses; `{` is everyone's
+    ("java", "\t\tif t.Ch ts != nil {", "foreign"),
+    ("java", "const propTypes = {", "foreign"),               # `const x =` is not Java's
+    ("java", "        if (x == null) {", "code"),            # only what Java shares with others, and nobody else's
+    ("go", "\tif err != nil {", "code"),
 ])
 def test_line_classes(language, line, kind):
     assert classify_line(line, line, language) == kind
@@ -301,3 +307,40 @@ def test_statement_lines_in_junk_go_to_the_language_whose_own_words_it_uses():
     assert go.failed and go.metrics["plain_lines"] >= 2                 # Python's, not an attempt at Go
     python = no_code(build_program("def f(xs):\n", PYTHON_SOUP, "python"), "python")
     assert not python.failed
+
+
+# ---------------------------------------------------------------- no_code on what the real sets showed (version 11)
+
+GO_IN_JAVA = ("\tif i < t.Val {\n\t\treturn t.Field {\n\t}\n\tswitch c0 {\n\t}\n"
+              "\tfor _, f := range t.Fields {\n\t\tif f.Name == name {\n\t\t\treturn f, nil\n\t\t}\n\t}\n")
+
+
+def test_go_written_for_a_java_probe_is_no_code_though_its_braces_are_javas_too():
+    f = no_code(build_program("public void put(K key, V value) {", GO_IN_JAVA, "java"), "java")
+    assert f.failed and f.metrics["foreign_lines"] >= 4
+    java = "\n        if (key == null) {\n            throw new IllegalArgumentException();\n        }\n"
+    assert not no_code(build_program("public void put(K key, V value) {", java, "java"), "java").failed
+
+
+def test_letter_soup_with_no_word_of_the_language_is_no_code():
+    # a character-level model's 80 characters under a Python probe: statement-shaped, but no name is a word
+    soup = ' so\n   #        turan 0::\n   dasern  =     "\n u\n'
+    d = diagnose(code(soup, prefix="def quicksort(arr):"), execute=False)
+    assert "no_code" in d.failures and "syntax_error" not in d.failures
+    # names that are words or Python's own stay an attempt at code, however short
+    assert not no_code(build_program("def f(xs):\n", "    total += values[i] * weights[i]\n", "python"),
+                       "python").failed
+    assert not no_code(build_program("", "__add__ = add\n__and__ = and_\n", "python"), "python").failed
+
+
+def test_a_stray_sql_quote_does_not_hide_the_rest_of_the_completion():
+    assert mask("SELECT a'b\nFROM t;\n", "sql").splitlines()[1] == "FROM t;"
+    assert mask("SELECT 'a\nb' FROM t;", "sql") == "SELECT   \n   FROM t;"       # a closed one still spans lines
+
+
+def test_the_first_line_continues_the_prefixs_unfinished_statement():
+    answer = " * FROM orders\n\nThe orders table holds every order placed by a customer, with the amount paid.\n"
+    f = no_code(build_program("SELECT", answer, "sql"), "sql")
+    assert not f.failed and f.metrics["code_lines"] == 1
+    junk = " (goodlines) Set. return\n\nThe orders table holds every order placed by a customer, and more.\n"
+    assert no_code(build_program("SELECT", junk, "sql"), "sql").failed      # `SELECT` alone shows nothing

@@ -162,6 +162,20 @@ def test_word_fixation_counts_a_sentence_said_over_and_over_once():
     assert word_fixation(varied).failed    # the word dominates sentences that differ
 
 
+def test_a_name_in_an_attribute_access_is_not_word_fixation():
+    # code junk under a prose prompt repeats `self` by grammar, not by fixation
+    junk = ("        self._int = self._ ValueError(x)\n    def __repr__(self)\n        if self._is_special:\n"
+            "            return self._exp\n        self._sign = self._raise_error(0)\n        self._exp = self._int\n"
+            "        return self._check_nans(other, context)\n        self._fix = self._round\n"
+            "        if self._is_nan and other._is_nan:\n            self._log(self._name, context.prec)\n"
+            "        return self.copy_abs()\n        self._cache[key] = self._value\n")
+    f = word_fixation(junk)
+    assert not f.failed and f.metrics["top_word"] != "self"
+    prose = ("The self is a story. The self remembers, the self forgets, and the self of the self is the self "
+             "again. A self is a self, and the self knows it.")
+    assert word_fixation(prose).failed and word_fixation(prose).evidence["word"] == "self"
+
+
 def test_topic_word_in_normal_prose_is_not_word_fixation():
     text = ("Net revenue grew 8% to $12.4 billion. Revenue from data centers rose, while gaming revenue fell. "
             "Gross margin improved on a better product mix, and operating expenses grew with headcount. We "
@@ -230,7 +244,7 @@ def test_section_check_applies_to_finance_text_only():
 def test_malformed_figures_each_rule():
     cases = {"$5.42%": "currency_percent", "$1,23,456": "bad_grouping", "4.2.1 billion": "several_decimal_points",
              "$$620 million": "doubled_sign", "12% million": "stacked_units",
-             "62.5.% of our components": "stray_point"}
+             "62.5.% of our components": "stray_point", "$381 million,000": "glued_group"}
     for figure, rule in cases.items():
         f = malformed_figure(f"Growth was {figure} in the year.")
         assert f.failed and f.evidence["figures"][0]["rule"] == rule, figure
@@ -241,6 +255,12 @@ def test_malformed_cells_of_a_table_without_currency_signs():
              "Term loan 2,37.5 250.0\nSee Note 4.2.1 for the terms.\n")
     f = malformed_figure(table)
     assert f.failed and [x["rule"] for x in f.evidence["figures"]] == ["several_decimal_points", "bad_grouping"]
+
+
+def test_a_format_string_is_not_a_stray_point():
+    # code junk under a 10-K prompt: `'7.%s` is Python's string formatting, not "7.%"
+    assert not malformed_figure("        else:\n            if (, '7.%s are it").failed
+    assert malformed_figure("margins of 7.% in the year").failed
 
 
 def test_real_figures_are_not_malformed():

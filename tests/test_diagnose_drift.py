@@ -144,3 +144,44 @@ def test_a_new_subject_of_the_same_domain_in_real_words_is_still_drift():
                      "did not identify any incident in the year that materially affected our business.")
     d = diagnose(Sample(id="f", domain="finance", prompt=MDNA, completion=MDNA_START + cybersecurity))
     assert "topic_drift" in d.failures and "drift_excused" not in d.metrics
+
+
+# Real output (tests/data/diagnose_real_fresh2.jsonl): a depth-6 gptlab model trained on the shipped corpus,
+# whose encyclopedic text is an astronomy textbook, answers a photosynthesis prompt with the Sun and the Moon.
+# MiniLM rates the two as neighbours (similarity just above DRIFT_SIMILARITY); the readers call it a drift.
+ASTRONOMY_FOR_PLANTS = (
+    " mind.\n\nTheres, NewCFBothous neigher, the surface of hypothesis, the burn are been a whydisually, they made "
+    "up the object.\n\nGener’s herrestrial Enterprum was the since the Sun. This is the boundary lava rising the 1, "
+    "the Sun (and two we can still have moved, some of their orbits that eyear light, the planets. These planet "
+    "were made that the first orbit in the Moon’s moon (pectroad), the prism, the sky that exceedink to some "
+    "version. First of Earth’s 1, the Sun is at the stars that mean ek to the planets. Only chemically or other "
+    "star, astronomers we want to be assessingly discreases in the Moon. In the motion of the only a orbit, "
+    "Light, the Moon, the direction of a bright we start and")
+PLANTS = "Photosynthesis is the process by which green plants use the energy of sunlight to"
+
+
+def test_a_tail_that_moves_into_another_domain_drifts_below_the_higher_bar():
+    moved, on_topic = drift.topic_drift_many([(PLANTS, ASTRONOMY_FOR_PLANTS), (PROMPT, ON_TOPIC)])
+    assert drift.DRIFT_SIMILARITY <= moved.metrics["drift_similarity"] < drift.MOVED_SIMILARITY
+    assert moved.failed and moved.metrics["drift_moved_domain"] and "start_similarity" in moved.evidence
+    assert not on_topic.failed and "drift_moved_domain" not in on_topic.metrics
+    model = minilm.encoder()
+    prompt, tail = model.embed([drift._topic_text(PLANTS), drift._topic_text(ASTRONOMY_FOR_PLANTS)])
+    assert drift.domain_of(prompt) is None and drift.domain_of(tail) == "web_en"
+
+
+def test_salad_in_its_own_domain_with_one_coined_word_is_excused():
+    # real output (tests/data/diagnose_real.jsonl): 10-K salad whose one word outside the list, "matterns", is
+    # too few to fail invented_words but shows it is salad, not a new subject
+    salad = (" improve that any given quality issues spended, we are exposed to evolve the period of time quality "
+             "rate. In addition, changes in the U.S. government issues identified, we assumed to 463, 436-qualed "
+             "volume, or unexamined matterns of the U.S. DoD, NASA and otherer teams. Sub is complicated, we have "
+             "registered, and members of the Federal Aviation (“AWS), the European European Related) and Taxes\n\n"
+             "We are not always able to review our associates and vary sources. The Pacific Ocean areas swept "
+             "shooting to")
+    risk = ("Item 1A. Risk Factors\n\nOur business depends on our ability to retain existing customers and attract "
+            "new ones. If we are unable to")
+    d = diagnose(Sample(id="r", domain="finance", prompt=risk, completion=salad))
+    assert "invented_words" not in d.failures and d.metrics["invented_words"] == 1
+    assert d.metrics["drift_similarity"] < drift.DRIFT_SIMILARITY and "topic_drift" not in d.failures
+    assert "finance_sec" in d.metrics["drift_excused"]

@@ -155,3 +155,28 @@ def test_one_coined_word_that_makes_a_tiny_text_is_enough():
     # a short human answer whose only unknown word is a capitalised name is not
     g = invented_words("Who made the first telescope?", "Lippershey made it in Middelburg, from two lenses.")
     assert not g.failed
+
+
+# Real output (tests/data/diagnose_real_fresh2.jsonl, a depth-6 gptlab model): two coined words among 35 that can
+# be checked (5.7%), which the readers label and version 10's 6% share missed.
+TWO_IN_THIRTY_FIVE = (
+    " light-spector and 4 million.1 others 8 (1, 3z) over their light source (including the light is the "
+    "universe). These agoodies were refract—though the planets we all perspectives, it has been started by the "
+    "power, and the distant water. Through what is not from those vibraries start")
+
+
+def test_two_coined_words_in_a_short_answer_fail_from_a_five_percent_share():
+    f = invented_words("Water is a molecule made of two hydrogen atoms and one oxygen atom.", TWO_IN_THIRTY_FIVE)
+    assert f.failed and set(f.evidence["words"]) == {"agoodies", "vibraries"}
+    assert 0.05 <= f.evidence["share"] < 0.06
+
+
+def test_one_coined_word_in_ten_checked_is_enough():
+    # llm.c's tiny model under a 10-K prompt (tests/data/diagnose_real.jsonl): code junk with one glued token
+    junk = ("(\n          (sign(n\n        a\n\n       \n       self copyMAPPING _is)._ it\n        provide return ['_ "
+            "continually\n       , if \"\"\"torot the raise))other []_ returnself the which\n               ._: the\n")
+    prompt = ("Item 7. Management's Discussion and Analysis of Financial Condition and Results of Operations\n\n"
+              "Revenue\n\nTotal revenue for fiscal 2023 was $4.2 billion, an increase of 12% compared with fiscal "
+              "2022. The increase was primarily driven by")
+    f = invented_words(prompt, junk)
+    assert f.failed and f.evidence["words"] == ["returnself"] and f.metrics["checked_words"] <= 10

@@ -47,6 +47,8 @@ INVENTED_MIN = 3          # different invented words ...
 INVENTED_SHARE = 0.025     # ... making this share of the checked words (occurrences), or
 INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
 INVENTED_SHARE_SHORT = 0.05   # ... making a larger share, or
+FRAGMENTS_MIN = 3         # different fragments (one- or two-letter runs that are no English word) ...
+FRAGMENT_SHARE = 0.1      # ... making this share of the runs of letters: letter soup
 INVENTED_SHARE_TINY = 0.1    # one lower-case invented word making this share of a text that checks almost nothing
 BASE_ZIPF = 2.0           # an inflected or prefixed word's stem must be at least this common (Zipf scale)
 GLUED_MIN = 5             # letters of a glued token's part to be checked
@@ -182,9 +184,29 @@ def invented_words(prompt: str, completion: str) -> Finding:
     distinct = sorted(counts, key=lambda w: -counts[w])   # most used first, then in order
     share = len(invented) / len(checked) if checked else 0.0
     metrics = {"checked_words": len(checked), "invented_words": len(distinct), "invented_share": round(share, 3)}
+    pieces, letter_runs = _fragments(completion)
+    metrics["fragments"] = len(set(pieces))
     if (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE
             or len(distinct) >= INVENTED_MIN_SHORT and share >= INVENTED_SHARE_SHORT
             or coined_lower and share >= INVENTED_SHARE_TINY):
         return Finding(True, metrics, {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct),
                                        "share": round(share, 3)})
+    if len(set(pieces)) >= FRAGMENTS_MIN and len(pieces) >= FRAGMENT_SHARE * letter_runs:
+        # letter soup: what a character-level model writes before it has words ("an y is oden it j s u")
+        return Finding(True, metrics, {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct),
+                                       "share": round(share, 3), "fragments": sorted(set(pieces))[:EVIDENCE_WORDS]})
     return Finding(False, metrics)
+
+
+# English's words of one or two letters: any other standalone lower-case run of one or two letters is a fragment
+SHORT_WORDS = frozenset("a i o am an as at ax be by do go he hi if in is it me my no of oh ok on or ox so to up us "
+                        "we ye".split())
+_FRAGMENT = re.compile(r"(?<![\w.'’@/\\&-])[a-z]{1,2}(?![\w'’@/\\&-]|\.\w)")
+_LETTER_RUN = re.compile(r"[A-Za-z]+")
+
+
+def _fragments(text: str) -> tuple[list[str], int]:
+    """The standalone one- or two-letter lower-case runs that are not English words ("j", "ns", "nd"), and how
+    many runs of letters the text has."""
+    return ([m.group() for m in _FRAGMENT.finditer(text) if m.group() not in SHORT_WORDS],
+            len(_LETTER_RUN.findall(text)))

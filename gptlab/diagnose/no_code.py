@@ -54,6 +54,7 @@ from gptlab.diagnose.text import clip
 from gptlab.diagnose.types import Finding
 
 CODE_SHARE = 0.3
+PARAGRAPH_WORDS = 20     # words of a prose line that outweigh one construct in it
 SHARED = 3      # a construct of this many languages or more says little about which one wrote the line
 _PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[.,;:!?]?")
 _NEUTRAL = re.compile(r"^[\s)\]};,]*$")
@@ -63,6 +64,8 @@ def classify_line(raw: str, masked: str, language: str) -> str:
     """'code', 'foreign', 'prose', 'plain', 'junk' or 'neutral' for one line of the completion."""
     if _NEUTRAL.match(masked):
         return "neutral"
+    if len(raw.split()) >= PARAGRAPH_WORDS and _is_prose(raw):
+        return "prose"     # a paragraph that happens to hold one construct (`Plolang=None`) is still prose
     own = set(own_languages(language))
     hits = [langs for pattern, langs in MARKERS if pattern.search(masked)]
     mine = [langs for langs in hits if langs & own]

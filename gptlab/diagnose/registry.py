@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 # Bump when any threshold or detector logic changes: stored findings are keyed by it.
-DETECTOR_VERSION = "10"
+DETECTOR_VERSION = "11"
 
 SCOPES = ("all", "prose", "code")
 
