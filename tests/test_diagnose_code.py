@@ -344,3 +344,14 @@ def test_the_first_line_continues_the_prefixs_unfinished_statement():
     assert not f.failed and f.metrics["code_lines"] == 1
     junk = " (goodlines) Set. return\n\nThe orders table holds every order placed by a customer, and more.\n"
     assert no_code(build_program("SELECT", junk, "sql"), "sql").failed      # `SELECT` alone shows nothing
+
+
+def test_a_paragraph_that_holds_one_construct_is_prose():
+    # a depth-4 gptlab model (tests/data/diagnose_real_fresh3.jsonl): 10-K prose under a Python probe, one
+    # `Plolang=None` in it
+    paragraph = ("\n\nSpyinsic pythe less of the U.S. Councils, and setting personnels or internal potal for the "
+                 "7 and 60.4.0.5.60.5/cms of line-ye, we will learning for set capinated, without or cirvaces, and as "
+                 "well as in investments when it had drively. Mostretirement, case Plolang=None, generate the second "
+                 "his quality and an antient with the col\n")
+    f = no_code(build_program("def quicksort(arr):", paragraph, "python"), "python")
+    assert f.failed and f.metrics["prose_lines"] == 1 and f.metrics["code_lines"] == 0

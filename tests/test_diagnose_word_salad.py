@@ -180,3 +180,18 @@ def test_one_coined_word_in_ten_checked_is_enough():
               "2022. The increase was primarily driven by")
     f = invented_words(prompt, junk)
     assert f.failed and f.evidence["words"] == ["returnself"] and f.metrics["checked_words"] <= 10
+
+
+def test_letter_soup_of_one_and_two_letter_runs_fails():
+    # nanoGPT's character-level model under a 10-K prompt (tests/data/diagnose_real_fresh3.jsonl): too few runs
+    # of >= 3 letters to check, but "y", "j", "s", "u" are no English words
+    f = invented_words("Describe the differences between IFRS and US GAAP.",
+                       "an  y\n is         oden  it j      s u oden  sint")
+    assert f.failed and f.evidence["fragments"] == ["j", "s", "u", "y"]
+    # human text's short runs are words, units, abbreviations and numerals, and few among many words
+    human = ("The probe is 12 cm long and weighs 3 kg; it flew 400 km, as et al. reported in volume II of the "
+             "survey, and the signal rose by a factor of two in each of the runs we made at the site. The team "
+             "then moved the instrument to a colder room, where the readings settled within an hour and stayed "
+             "flat for the rest of the week.")
+    g = invented_words("Describe the probe.", human)
+    assert not g.failed and g.metrics["fragments"] >= 3
