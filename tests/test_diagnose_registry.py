@@ -26,7 +26,7 @@ CONTRACT = ("prompt_echo", "repetition_loop", "word_fixation", "number_fixation"
 
 def test_modes_keep_their_contract_order_and_the_public_api_stands():
     assert MODES == CONTRACT
-    assert DETECTOR_VERSION == "10"
+    assert DETECTOR_VERSION == "11"
     assert callable(diagnose) and callable(diagnose_many) and Sample and Diagnosis
     assert set(gptlab.diagnose.__all__) == {"Sample", "Diagnosis", "diagnose", "diagnose_many", "MODES",
                                             "DETECTOR_VERSION"}
