@@ -21,6 +21,8 @@ tests/data/diagnose_real_fresh2.jsonl: 252 more (a depth-6 gptlab model trained 
 sampling seeds 5 and 6), labelled by the third study's guide and scored once, with version 10, then tuned on.
 tests/data/diagnose_real_fresh3.jsonl: 252 more (a depth-4 gptlab model trained with seed 13, the peers at
 sampling seeds 7 and 8), labelled by the same guide and scored once, with version 11 (0.90), then tuned on.
+tests/data/diagnose_real_fresh4.jsonl: 252 more (a depth-4 gptlab model trained with seed 19, the peers at
+sampling seeds 9 and 10), made and labelled after version 11 was fixed, scored once (0.91): never tuned on.
 All three real sets carry the third study's labels, given under two written boundaries (tests/data/
 labelling_guide.md).
 The target is >= 0.9 for each mode; the assertions are regression floors, lower than the target, because
@@ -42,12 +44,13 @@ LABELLED, HELDOUT = DATA / "diagnose_labelled.jsonl", DATA / "diagnose_heldout.j
 BLIND = sorted(DATA.glob("diagnose_blind*.jsonl"))
 REAL = DATA / "diagnose_real.jsonl"
 FRESH, FRESH2 = DATA / "diagnose_real_fresh.jsonl", DATA / "diagnose_real_fresh2.jsonl"
-FRESH3 = DATA / "diagnose_real_fresh3.jsonl"
+FRESH3, FRESH4 = DATA / "diagnose_real_fresh3.jsonl", DATA / "diagnose_real_fresh4.jsonl"
 FLOOR = 0.7
 REAL_MICRO_F1_FLOOR = 0.93
 FRESH_MICRO_F1_FLOOR = 0.90
 FRESH2_MICRO_F1_FLOOR = 0.92
 FRESH3_MICRO_F1_FLOOR = 0.88
+FRESH4_MICRO_F1_FLOOR = 0.89
 # Modes that the written sets predate: they have no positives there (and must find none).
 LATER_MODES = ("invented_words",)
 
@@ -129,13 +132,14 @@ def test_real_model_output():
 
 
 @pytest.mark.parametrize("path,floor", [(FRESH, FRESH_MICRO_F1_FLOOR), (FRESH2, FRESH2_MICRO_F1_FLOOR),
-                                        (FRESH3, FRESH3_MICRO_F1_FLOOR)], ids=["fresh", "fresh2", "fresh3"])
+                                        (FRESH3, FRESH3_MICRO_F1_FLOOR), (FRESH4, FRESH4_MICRO_F1_FLOOR)],
+                         ids=["fresh", "fresh2", "fresh3", "fresh4"])
 def test_fresh_real_model_output(path, floor):
     """More real samples, from a gptlab model and sampling seeds the first set does not have: the fresh set was
     scored untouched (versions 9 and 10's first step, 0.84 on its current labels) and then tuned on; fresh2 was
-    scored once by version 10 (0.90) and fresh3 once by version 11 (0.90), each before it was tuned on
-    (docs/failure_modes.md, "A third labelling study", "Version 11"). The floors catch a change that loses what
-    generalises."""
+    scored once by version 10 (0.90) and fresh3 once by version 11 (0.90), each before it was tuned on; fresh4
+    was made after version 11 was fixed and scored once (0.91), never tuned on (docs/failure_modes.md, "A third
+    labelling study", "Version 11"). The floors catch a change that loses what generalises."""
     rows, diagnoses = load(path)
     assert len(rows) >= 250
     assert {r.get("language") for r in rows} >= {"python", "go", "jsx", "sql", "java", None}
