@@ -24,7 +24,14 @@ or o ("speares" is not "spear"). A list word of >= 4 letters rarer than NEAR_MIS
 as invented unless an inflection excuses it ("shole": "whole", "reate": "create"; "sharding", near "sharing",
 is "shard" + ing). Typos and rare words exist in human text too, so one invented word is not a failure: the
 mode needs INVENTED_MIN different invented words making >= INVENTED_SHARE of the checked words, or, in a short
-text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT (human text: docs/failure_modes.md).
+text, INVENTED_MIN_SHORT making >= INVENTED_SHARE_SHORT, or one lower-case one making >= INVENTED_SHARE_TINY
+(human text: docs/failure_modes.md).
+
+Letter soup fails too: what a character-level model writes before it has words ("an y is oden it j s u")
+has too few runs of >= 3 letters to check, but its one- and two-letter runs are no English words. A
+standalone lower-case run of one or two letters that is not one of English's own (SHORT_WORDS: "a", "of",
+"us") is a fragment; FRAGMENTS_MIN different fragments making >= FRAGMENT_SHARE of the text's runs of letters
+fail the mode (`fragments` in metrics and evidence). Human text has few, among many words ("cm", "et al").
 
 A real code name is not coined, even in prose: Python's own lower-case names (code_names.txt, made by
 tools/code_names.py: its keywords, builtins and every name its standard library's source defines or uses,
@@ -44,12 +51,12 @@ from gptlab.diagnose.registry import detector
 from gptlab.diagnose.types import Finding
 
 INVENTED_MIN = 3          # different invented words ...
-INVENTED_SHARE = 0.025     # ... making this share of the checked words (occurrences), or
+INVENTED_SHARE = 0.025    # ... making this share of the checked words (occurrences), or
 INVENTED_MIN_SHORT = 2    # in a short text, fewer different invented words ...
 INVENTED_SHARE_SHORT = 0.05   # ... making a larger share, or
 FRAGMENTS_MIN = 3         # different fragments (one- or two-letter runs that are no English word) ...
 FRAGMENT_SHARE = 0.1      # ... making this share of the runs of letters: letter soup
-INVENTED_SHARE_TINY = 0.1    # one lower-case invented word making this share of a text that checks almost nothing
+INVENTED_SHARE_TINY = 0.1     # one lower-case invented word making this share of a text that checks little
 BASE_ZIPF = 2.0           # an inflected or prefixed word's stem must be at least this common (Zipf scale)
 GLUED_MIN = 5             # letters of a glued token's part to be checked
 NEAR_MISS_ZIPF = 1.5      # a list word rarer than this (Zipf scale) ...

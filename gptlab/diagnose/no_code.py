@@ -5,16 +5,21 @@
 
 Read on the completion's part of the program (program.py), with strings and comments blanked
 (languages.mask), each non-blank line is one of:
-* code: it shows a construct of the probe's language (languages.MARKERS);
-* foreign: constructs of other languages only (`os.environ['PORT']` in a Go probe);
+* code: it shows a construct of the probe's language (languages.MARKERS), unless its only such constructs are
+  ones SHARED by >= 3 languages (`{` at the end, a trailing `;`) and it also shows one only another language
+  has: `func (t *C) Len() int {` and Go's `if x {` under a Java probe are foreign;
+* foreign: constructs of other languages only (`os.environ['PORT']` in a Go probe), or as just said;
 * prose: >= 4 words of which >= 70% are plain words (letters, with sentence punctuation at most), and at
-  most one code shape (`a + b`, `==`, `f(`) per 12 words;
+  most one code shape (`a + b`, `==`, `f(`) per 12 words; a line of >= PARAGRAPH_WORDS such words is prose even
+  when it holds a construct (`Plolang=None` inside a paragraph);
 * plain: no construct of any language and not prose, but shaped like a statement (`x = y + 1`, `return x`,
   `f(x);`, `PORT=8080`): such a line is valid in many languages, so it is shared out like the marked lines
   around it. With k code and f foreign lines, it counts k/(k+f) code and f/(k+f) foreign; with neither, it
   counts as code, unless the completion uses more words only the suite's other languages have than words only
   the probe's language has (DISTINCT, below; a Python triple quote counts as a Python word): then as foreign
-  (`return x` and `x = y` between Python docstrings under a Go probe are Python's);
+  (`return x` and `x = y` between Python docstrings under a Go probe are Python's); and unless the completion
+  has no word of the language at all (DISTINCT or KEYWORDS) and the plain lines' names are not words or code
+  names (`_named`: a character-level model's `dasern = "` is not code; `total += values[i]` is);
 * junk: neither marked, nor prose, nor shaped like a statement, nor using a keyword of the probe's language
   (`3)`, `0 rcn`, `teinttiproref tithhurfhu o`: what a model writes before it has learned the language; a
   broken line with the language's keywords, `for __c, empailstd)`, is plain): shared out like a plain line
@@ -26,6 +31,8 @@ Read on the completion's part of the program (program.py), with strings and comm
 * an unmarked line that uses a word only the probe's language has (DISTINCT, below: `x is None` in Python,
   `v == nil` in Go) is code;
 * neutral: closing brackets only (`}`, `});`) — they say nothing about who wrote them.
+The first line goes on writing the prefix's last line when that line is unfinished (the SQL probes' `SELECT`):
+it is code when the two together show a construct the prefix alone does not (`SELECT` + ` * FROM orders`).
 Each judged line weighs its non-blank characters: one paragraph of prose is one long line, and should not
 weigh as much as one `return x`. `code_share` = code weight / (code + foreign + prose weight).
 The failure: no code or plain line at all, or code_share < CODE_SHARE.
@@ -71,10 +78,8 @@ def classify_line(raw: str, masked: str, language: str) -> str:
     mine = [langs for langs in hits if langs & own]
     if mine and (any(len(langs) < SHARED for langs in mine) or all(langs & own for langs in hits)):
         return "code"
-    if mine:
-        return "foreign"   # only what many languages share (`{` at the end) beside another's own: `func f() {`
     if hits:
-        return "foreign"
+        return "foreign"   # another's construct, maybe beside one that many share (`{`): `func f() {`
     if _is_prose(raw):
         return "prose"
     if language == "java" and re.search(r"[\w\]]\s*$", masked):

@@ -15,11 +15,11 @@ word overlap does not.
 The failure: `drift_similarity` < DRIFT_SIMILARITY, or < MOVED_SIMILARITY when the tail reads as another
 corpus domain than the prompt and is not near the prompt's own (`drift_moved_domain`: a photosynthesis prompt
 answered with the astronomy textbook that the model was trained on, which MiniLM rates as a neighbour);
-unless the completion is word salad in the prompt's own domain. Salad ("we will be subject to additional income taxes ... If these clifornia are subject to taxes
-us, accrifications") scores low against any prompt because it says little, not because its subject
-changed. It is excused (`drift_excused` names the domain) when the prompt and the tail read as the same
-corpus domain and the completion coins at least one word (one that invented_words finds, though one is
-not enough to fail that mode). A text reads as a domain when its
+unless the completion is word salad in the prompt's own domain. Salad ("we will be subject to additional
+income taxes ... If these clifornia are subject to taxes us, accrifications") scores low against any prompt
+because it says little, not because its subject changed. It is excused (`drift_excused` names the domain)
+when the prompt and the tail read as the same corpus domain and the completion coins at least one word (one
+that invented_words finds, though one is not enough to fail that mode). A text reads as a domain when its
 nearest domain anchor is at least DOMAIN_SIMILARITY similar to it; an anchor is the mean embedding of 300
 windows of a shipped corpus domain (domain_anchors.json, made by tools/drift_anchors.py). Salad on another
 domain's subject (a 10-K prompt answered with astronomy or Python) is still a drift, and so is a tail on
@@ -169,7 +169,8 @@ def moved(cos: _Cosines, w: DriftWindows) -> bool:
     if tail is None or tail == prompt:
         return False
     names, matrix = _anchors()
-    return prompt is None or float(matrix[names.index(prompt)] @ cos.vectors[_topic_text(w.late)]) < DOMAIN_SIMILARITY
+    near_prompts = float(matrix[names.index(prompt)] @ cos.vectors[_topic_text(w.late)]) if prompt else 0.0
+    return near_prompts < DOMAIN_SIMILARITY
 
 
 def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows,

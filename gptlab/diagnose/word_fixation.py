@@ -5,9 +5,9 @@
 
 Content words are words of >= 3 letters that are not stop words or number words (text.STOP_WORDS,
 text.NUMBER_WORDS), folded for plural/possessive ("ecosystems" = "ecosystem"). A word that labels a numbered
-thing ("Item 1B", "Note 12", "Table 3") is not counted, nor is a name in an attribute access (`self._int`,
-`os.path`: code junk under a prose probe repeats `self` by grammar): a table of contents repeats "Item" without fixating on
-it. A sentence made of the same content words as an earlier one is counted once: a sentence said over and
+thing ("Item 1B", "Note 12", "Table 3") is not counted: a table of contents repeats "Item" without fixating
+on it. Nor is a name in an attribute access (`self._int`, `os.path`): code junk under a prose probe repeats
+`self` by grammar. A sentence made of the same content words as an earlier one is counted once: a sentence said over and
 over, word for word or shuffled ("they survive because they survive"), is repetition_loop's business, and its
 words dominate only by being copied (`repeated_sentences` says how many such sentences were skipped).
 
