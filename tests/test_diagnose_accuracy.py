@@ -23,7 +23,7 @@ tests/data/diagnose_real_fresh3.jsonl: 252 more (a depth-4 gptlab model trained 
 sampling seeds 7 and 8), labelled by the same guide and scored once, with version 11 (0.90), then tuned on.
 tests/data/diagnose_real_fresh4.jsonl: 252 more (a depth-4 gptlab model trained with seed 19, the peers at
 sampling seeds 9 and 10), made and labelled after version 11 was fixed, scored once (0.91): never tuned on.
-All three real sets carry the third study's labels, given under two written boundaries (tests/data/
+All five real sets carry labels given under the two written boundaries of the third study (tests/data/
 labelling_guide.md).
 The target is >= 0.9 for each mode; the assertions are regression floors, lower than the target, because
 one sample moves a rate by ~0.1 at these sizes.

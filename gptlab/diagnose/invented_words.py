@@ -193,16 +193,17 @@ def invented_words(prompt: str, completion: str) -> Finding:
     metrics = {"checked_words": len(checked), "invented_words": len(distinct), "invented_share": round(share, 3)}
     pieces, letter_runs = _fragments(completion)
     metrics["fragments"] = len(set(pieces))
-    if (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE
-            or len(distinct) >= INVENTED_MIN_SHORT and share >= INVENTED_SHARE_SHORT
-            or coined_lower and share >= INVENTED_SHARE_TINY):
-        return Finding(True, metrics, {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct),
-                                       "share": round(share, 3)})
-    if len(set(pieces)) >= FRAGMENTS_MIN and len(pieces) >= FRAGMENT_SHARE * letter_runs:
-        # letter soup: what a character-level model writes before it has words ("an y is oden it j s u")
-        return Finding(True, metrics, {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct),
-                                       "share": round(share, 3), "fragments": sorted(set(pieces))[:EVIDENCE_WORDS]})
-    return Finding(False, metrics)
+    coins = (len(distinct) >= INVENTED_MIN and share >= INVENTED_SHARE
+             or len(distinct) >= INVENTED_MIN_SHORT and share >= INVENTED_SHARE_SHORT
+             or coined_lower and share >= INVENTED_SHARE_TINY)
+    # letter soup: what a character-level model writes before it has words ("an y is oden it j s u")
+    soup = len(set(pieces)) >= FRAGMENTS_MIN and len(pieces) >= FRAGMENT_SHARE * letter_runs
+    if not (coins or soup):
+        return Finding(False, metrics)
+    evidence = {"words": distinct[:EVIDENCE_WORDS], "count": len(distinct), "share": round(share, 3)}
+    if soup:
+        evidence["fragments"] = sorted(set(pieces))[:EVIDENCE_WORDS]
+    return Finding(True, metrics, evidence)
 
 
 # English's words of one or two letters: any other standalone lower-case run of one or two letters is a fragment

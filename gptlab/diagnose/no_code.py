@@ -198,8 +198,8 @@ def _named(lines: list[str]) -> bool:
     names = code_names()
     known = []
     for name in (name for line in lines for name in _NAME.findall(line)):
-        if name.lower() in names or name.strip("_").lower() in names:
-            known.append(True)      # a real code name (`_makecodes`, `__add__`)
+        if name.strip("_").lower() in names:
+            known.append(True)      # a real code name (`_makecodes`, `__add__`: the list holds them stripped)
         else:   # its parts; not an all-capital one (`_SIGHUP`, `MAX_LEN`: constants and acronyms)
             known += [p.lower() in names or is_english(p) for p in _NAME_PART.findall(name)
                       if len(p) >= 3 and not p.isupper()]
@@ -248,10 +248,13 @@ def _judge(prefix: str, kept: str, language: str, cut: str | None) -> Finding:
         own, attempt = counts["code"] / marked, True    # how the plain lines are shared out; junk is broken code
     else:   # no line of the probe's language: whose own words the completion uses decides
         n_own, n_other = _distinct_counts(kept, masked, language)
-        names = set(_BARE_NAME.findall(masked))
-        spoken = n_own or any(KEYWORDS[lang] & names for lang in own_languages(language)) or _named(plain)
-        own = 0.0 if marked or not spoken else float(n_other <= n_own)
         attempt = n_own > n_other
+        if marked:
+            own = 0.0
+        else:   # plain lines with no word of the language count only when their names are words (`_named`)
+            names = set(_BARE_NAME.findall(masked))
+            spoken = n_own or any(KEYWORDS[lang] & names for lang in own_languages(language)) or _named(plain)
+            own = float(bool(spoken) and n_other <= n_own)
     unclear = weight["plain"] + (weight["junk"] if attempt else 0)   # junk next to code is broken code
     code = weight["code"] + own * unclear
     judged = weight["code"] + weight["plain"] + weight["foreign"] + weight["prose"] + weight["junk"]

@@ -164,25 +164,22 @@ def shared_domain(cos: _Cosines, w: DriftWindows) -> str | None:
 def moved(cos: _Cosines, w: DriftWindows) -> bool:
     """The tail reads as a corpus domain that the prompt does not read as (and is not near the prompt's
     domain either): a photosynthesis prompt answered with the astronomy textbook, a 10-K with Go."""
-    tail = domain_of(cos.vectors[_topic_text(w.late)])
-    prompt = domain_of(cos.vectors[_topic_text(w.prompt)])
-    if tail is None or tail == prompt:
-        return False
     names, matrix = _anchors()
-    near_prompts = float(matrix[names.index(prompt)] @ cos.vectors[_topic_text(w.late)]) if prompt else 0.0
-    return near_prompts < DOMAIN_SIMILARITY
+    tail = matrix @ cos.vectors[_topic_text(w.late)]
+    prompt = domain_of(cos.vectors[_topic_text(w.prompt)])
+    return tail.max() >= DOMAIN_SIMILARITY and (prompt is None or tail[names.index(prompt)] < DOMAIN_SIMILARITY)
 
 
 def finding_from_similarity(similarity: float, start_similarity: float | None, w: DriftWindows,
-                            excused: str | None = None, moved: bool = False) -> Finding:
+                            excused: str | None = None, moved_domain: bool = False) -> Finding:
     metrics = {"drift_similarity": round(similarity, 3)}
     if start_similarity is not None:
         metrics["drift_start_similarity"] = round(start_similarity, 3)
     if excused:
         metrics["drift_excused"] = f"word salad in the prompt's domain ({excused})"
-    if moved:   # the caller found it below MOVED_SIMILARITY, into another domain
+    if moved_domain:   # the caller found it below MOVED_SIMILARITY, into another domain
         metrics["drift_moved_domain"] = True
-    if similarity >= DRIFT_SIMILARITY and not moved or excused:
+    if similarity >= DRIFT_SIMILARITY and not moved_domain or excused:
         return Finding(False, metrics)
     evidence = {"similarity": round(similarity, 3), "late_span": clip(w.late, 200), "offset": w.late_offset}
     if start_similarity is not None:
@@ -226,7 +223,7 @@ def topic_drift_many(pairs: list[tuple[str, str]], coins_words: list[bool] | Non
             domain = shared_domain(cos, wins[i])
             if domain and (coins_words[i] if coins_words is not None else coins_a_word(invented_words(*pairs[i]))):
                 excused = domain
-        out[i] = finding_from_similarity(sims[i], start, wins[i], excused, moved=i in moves)
+        out[i] = finding_from_similarity(sims[i], start, wins[i], excused, moved_domain=i in moves)
     return out
 
 

@@ -7,7 +7,8 @@ Content words are words of >= 3 letters that are not stop words or number words 
 text.NUMBER_WORDS), folded for plural/possessive ("ecosystems" = "ecosystem"). A word that labels a numbered
 thing ("Item 1B", "Note 12", "Table 3") is not counted: a table of contents repeats "Item" without fixating
 on it. Nor is a name in an attribute access (`self._int`, `os.path`): code junk under a prose probe repeats
-`self` by grammar. A sentence made of the same content words as an earlier one is counted once: a sentence said over and
+`self` by grammar. A sentence made of the same content words as an earlier one is counted once: a sentence said
+over and
 over, word for word or shuffled ("they survive because they survive"), is repetition_loop's business, and its
 words dominate only by being copied (`repeated_sentences` says how many such sentences were skipped).
 
@@ -37,7 +38,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 def _sentence_stems(sentence: str) -> list[str]:
     return [stem(m.group()) for m in WORD_RE.finditer(sentence)
             if is_content_word(m.group()) and not _LABEL_NUMBER.match(sentence, m.end())
-            and not _ATTRIBUTE.match(sentence, m.end()) and not sentence[max(0, m.start() - 1):m.start()] == "."]
+            and not _ATTRIBUTE.match(sentence, m.end()) and sentence[m.start() - 1:m.start()] != "."]
 
 
 @detector("word_fixation", scope="prose")
